@@ -1,1 +1,43 @@
+//! notion_sync: Notion databases mirrored inside PostgreSQL.
+//!
+//! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI),
+//! `api` (SQL functions), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
+use pgrx::prelude::*;
+
+mod api;
+mod error;
+mod gucs;
+pub mod notion;
+mod storage;
+mod sync;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../sql/api.sql",
+    name = "api",
+    requires = [_sync_database, _sync_all, normalize_notion_id, target_table_for],
+    finalize
+);
+
+#[allow(non_snake_case)]
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod pg_tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,251 @@
+-- notion_sync schema: registry, secrets, run history and the sync tables.
+-- Everything is schema-qualified; nothing depends on the caller's search_path.
+
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'notion_sync_admin') THEN
+    CREATE ROLE notion_sync_admin NOLOGIN;
+  END IF;
+END
+$$;
+
+-- Integration tokens per user label. Readable by superusers only (no grants, RLS with no policy).
+CREATE TABLE notion_sync.tokens (
+  user_id    text PRIMARY KEY,
+  token      text NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON notion_sync.tokens FROM PUBLIC;
+ALTER TABLE notion_sync.tokens ENABLE ROW LEVEL SECURITY;
+
+-- Which application user a database role reads as, on plain Postgres (see current_user_id()).
+CREATE TABLE notion_sync.role_users (
+  role_name name PRIMARY KEY,
+  user_id   text NOT NULL
+);
+REVOKE ALL ON notion_sync.role_users FROM PUBLIC;
+
+-- Registered databases: what to sync, where, when, and the incremental watermark.
+CREATE TABLE notion_sync.databases (
+  user_id           text NOT NULL,
+  database_id       text NOT NULL,
+  database_name     text NOT NULL,
+  target_table      text NOT NULL,
+  schedule          text NOT NULL DEFAULT '*/15 * * * *',
+  timezone          text NOT NULL DEFAULT 'UTC',
+  -- Newest last_edited_time fully synced; moves only in the transaction that writes the rows.
+  watermark         timestamptz,
+  last_full_sync_at timestamptz,
+  created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  PRIMARY KEY (user_id, database_id)
+);
+REVOKE ALL ON notion_sync.databases FROM PUBLIC;
+
+CREATE TABLE notion_sync.sync_runs (
+  run_id        bigserial PRIMARY KEY,
+  user_id       text NOT NULL,
+  database_id   text NOT NULL,
+  database_name text,
+  target_table  text,
+  trigger       text NOT NULL DEFAULT 'manual',
+  mode          text NOT NULL,
+  status        text NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'skipped')),
+  started_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  finished_at   timestamptz,
+  total         int NOT NULL DEFAULT 0,
+  created       int NOT NULL DEFAULT 0,
+  updated       int NOT NULL DEFAULT 0,
+  skipped       int NOT NULL DEFAULT 0,
+  deleted       int NOT NULL DEFAULT 0,
+  errors        int NOT NULL DEFAULT 0,
+  http_requests int NOT NULL DEFAULT 0,
+  retries       int NOT NULL DEFAULT 0,
+  duration_ms   bigint,
+  error         text
+);
+CREATE INDEX sync_runs_db_idx ON notion_sync.sync_runs (user_id, database_id, run_id DESC);
+CREATE INDEX sync_runs_started_idx ON notion_sync.sync_runs (started_at);
+REVOKE ALL ON notion_sync.sync_runs FROM PUBLIC;
+
+CREATE TABLE notion_sync.sync_errors (
+  id             bigserial PRIMARY KEY,
+  run_id         bigint REFERENCES notion_sync.sync_runs (run_id) ON DELETE CASCADE,
+  user_id        text NOT NULL,
+  database_id    text NOT NULL,
+  notion_page_id text,
+  error          text NOT NULL,
+  created_at     timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX sync_errors_run_idx ON notion_sync.sync_errors (run_id);
+CREATE INDEX sync_errors_created_idx ON notion_sync.sync_errors (created_at);
+REVOKE ALL ON notion_sync.sync_errors FROM PUBLIC;
+
+-- The application user id of the current role: a mapping in notion_sync.role_users first (plain
+-- Postgres; only the owner can write it), then Supabase's auth.uid() for its API roles.
+CREATE FUNCTION notion_sync.user_id_for_role(p_role name)
+RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v text;
+BEGIN
+  SELECT user_id INTO v FROM notion_sync.role_users WHERE role_name = p_role;
+  IF v IS NOT NULL THEN
+    RETURN v;
+  END IF;
+  -- Supabase: PostgREST switches to these roles after verifying the JWT; auth.uid() reads it.
+  IF p_role IN ('authenticated', 'service_role')
+     AND pg_catalog.to_regprocedure('auth.uid()') IS NOT NULL THEN
+    EXECUTE 'SELECT auth.uid()::text' INTO v;
+    RETURN v;
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION notion_sync.current_user_id()
+RETURNS text LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT notion_sync.user_id_for_role(current_user) $$;
+
+-- The sync tables share one shape; each names its title and text columns as the seed apps did.
+CREATE TABLE notion_sync.notion_characters_sync (
+  id                      uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  notion_page_id          text NOT NULL,
+  notion_database_id      text NOT NULL,
+  user_id                 text NOT NULL,
+  name                    text,
+  description             text,
+  properties              jsonb NOT NULL DEFAULT '{}',
+  content_hash            text,
+  url                     text,
+  in_trash                boolean NOT NULL DEFAULT false,
+  notion_created_time     timestamptz,
+  notion_last_edited_time timestamptz,
+  body                    text,
+  last_synced_at          timestamptz,
+  created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  search_vector tsvector GENERATED ALWAYS AS (
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(name, '')), 'A') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(description, '')), 'B') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(body, '')), 'C')) STORED,
+  UNIQUE (user_id, notion_page_id)
+);
+
+CREATE TABLE notion_sync.notion_worlds_sync (LIKE notion_sync.notion_characters_sync INCLUDING ALL);
+
+CREATE TABLE notion_sync.notion_stories_sync (
+  id                      uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  notion_page_id          text NOT NULL,
+  notion_database_id      text NOT NULL,
+  user_id                 text NOT NULL,
+  title                   text,
+  content                 text,
+  properties              jsonb NOT NULL DEFAULT '{}',
+  content_hash            text,
+  url                     text,
+  in_trash                boolean NOT NULL DEFAULT false,
+  notion_created_time     timestamptz,
+  notion_last_edited_time timestamptz,
+  body                    text,
+  last_synced_at          timestamptz,
+  created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  search_vector tsvector GENERATED ALWAYS AS (
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(title, '')), 'A') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(content, '')), 'B') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(body, '')), 'C')) STORED,
+  UNIQUE (user_id, notion_page_id)
+);
+
+CREATE TABLE notion_sync.notion_chat_sessions_sync (
+  id                      uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  notion_page_id          text NOT NULL,
+  notion_database_id      text NOT NULL,
+  user_id                 text NOT NULL,
+  title                   text,
+  transcript              text,
+  message_count           int,
+  properties              jsonb NOT NULL DEFAULT '{}',
+  content_hash            text,
+  url                     text,
+  in_trash                boolean NOT NULL DEFAULT false,
+  notion_created_time     timestamptz,
+  notion_last_edited_time timestamptz,
+  body                    text,
+  last_synced_at          timestamptz,
+  created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  search_vector tsvector GENERATED ALWAYS AS (
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(title, '')), 'A') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(transcript, '')), 'B') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(body, '')), 'C')) STORED,
+  UNIQUE (user_id, notion_page_id)
+);
+
+CREATE TABLE notion_sync.notion_pages_sync (
+  id                      uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+  notion_page_id          text NOT NULL,
+  notion_database_id      text NOT NULL,
+  database_name           text,
+  user_id                 text NOT NULL,
+  title                   text,
+  description             text,
+  properties              jsonb NOT NULL DEFAULT '{}',
+  content_hash            text,
+  url                     text,
+  in_trash                boolean NOT NULL DEFAULT false,
+  notion_created_time     timestamptz,
+  notion_last_edited_time timestamptz,
+  body                    text,
+  last_synced_at          timestamptz,
+  created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  search_vector tsvector GENERATED ALWAYS AS (
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(title, '')), 'A') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(description, '')), 'B') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(body, '')), 'C')) STORED,
+  UNIQUE (user_id, notion_page_id)
+);
+
+DO $$
+DECLARE
+  t text;
+  namecol text;
+  trgm text := (SELECT e.extnamespace::regnamespace::text FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_trgm');
+BEGIN
+  FOREACH t IN ARRAY ARRAY['notion_characters_sync', 'notion_worlds_sync', 'notion_stories_sync',
+                           'notion_chat_sessions_sync', 'notion_pages_sync'] LOOP
+    namecol := CASE WHEN t IN ('notion_characters_sync', 'notion_worlds_sync') THEN 'name' ELSE 'title' END;
+    EXECUTE pg_catalog.format('CREATE INDEX %I ON notion_sync.%I (user_id, notion_database_id)', t || '_db_idx', t);
+    EXECUTE pg_catalog.format('CREATE INDEX %I ON notion_sync.%I USING gin (search_vector)', t || '_search_idx', t);
+    EXECUTE pg_catalog.format('CREATE INDEX %I ON notion_sync.%I (user_id, updated_at DESC)', t || '_updated_idx', t);
+    EXECUTE pg_catalog.format('CREATE INDEX %I ON notion_sync.%I USING gin (pg_catalog.lower(%I) %s.gin_trgm_ops)',
+                              t || '_name_trgm_idx', t, namecol, trgm);
+    EXECUTE pg_catalog.format('ALTER TABLE notion_sync.%I ENABLE ROW LEVEL SECURITY', t);
+    EXECUTE pg_catalog.format(
+      'CREATE POLICY own_rows ON notion_sync.%I FOR SELECT USING (user_id = notion_sync.current_user_id())', t);
+    EXECUTE pg_catalog.format('REVOKE ALL ON notion_sync.%I FROM PUBLIC', t);
+    EXECUTE pg_catalog.format('GRANT SELECT ON notion_sync.%I TO PUBLIC', t);
+  END LOOP;
+END
+$$;
+
+-- What every sync returns (design.md).
+CREATE TYPE notion_sync.sync_result AS (
+  run_id        bigint,
+  database_id   text,
+  database_name text,
+  mode          text,
+  status        text,
+  total         int,
+  created       int,
+  updated       int,
+  skipped       int,
+  deleted       int,
+  errors        jsonb,
+  duration_ms   bigint
+);

@@ -1,0 +1,62 @@
+//! The SQL-facing surface. Thin: arguments in, engine, JSON out. The public functions with
+//! composite results are SQL wrappers in sql/api.sql around these internal ones.
+
+use crate::sync;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+/// Internal: one sync, as JSON shaped like `notion_sync.sync_result`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _sync_database(
+    p_user_id: &str,
+    p_database_id: &str,
+    p_database_name: Option<&str>,
+    p_mode: &str,
+    p_hours_back: Option<i32>,
+    p_trigger: &str,
+) -> JsonB {
+    match sync::sync_database(p_user_id, p_database_id, p_database_name, p_mode, p_hours_back, p_trigger) {
+        Ok(outcome) => {
+            if let Some(e) = outcome.raise {
+                e.raise();
+            }
+            JsonB(outcome.to_json())
+        }
+        Err(e) => e.raise(),
+    }
+}
+
+/// Internal: every registered database (of one user, or all), one JSON result each. A database
+/// that fails does not stop the others: its failure is in its result and in sync_runs.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _sync_all(
+    p_user_id: Option<&str>,
+    p_mode: &str,
+    p_trigger: &str,
+) -> SetOfIterator<'static, JsonB> {
+    sync::Mode::parse(p_mode).unwrap_or_else(|e| e.raise());
+    let list = crate::storage::registered(p_user_id).unwrap_or_else(|e| e.raise());
+    let mut out = vec![];
+    for (user, db, name) in list {
+        let result = match sync::sync_database(&user, &db, Some(&name), p_mode, None, p_trigger) {
+            Ok(o) => o.to_json(),
+            Err(e) => serde_json::json!({"database_id": db, "database_name": name, "mode": p_mode,
+                "status": "failed", "total": 0, "created": 0, "updated": 0, "skipped": 0, "deleted": 0,
+                "errors": [{"page_id": null, "error": e.to_string()}], "duration_ms": 0}),
+        };
+        out.push(JsonB(result));
+    }
+    SetOfIterator::new(out)
+}
+
+/// A Notion id with or without dashes, or a Notion URL, in the dashed form the API returns.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn normalize_notion_id(p_id: &str) -> String {
+    sync::normalize_id(p_id).unwrap_or_else(|e| e.raise())
+}
+
+/// Target sync table for a database name (Characters, Worlds, Stories, Chat Sessions, else pages).
+#[pg_extern(immutable, strict, parallel_safe)]
+fn target_table_for(p_database_name: &str) -> &'static str {
+    crate::storage::target_for_name(p_database_name)
+}

@@ -1,0 +1,111 @@
+//! Settings (`notion_sync.*`). Defined in `_PG_init` of every backend that loads the library, so the
+//! SQL functions see them with or without `shared_preload_libraries`.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+pub static API_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://api.notion.com/v1"));
+pub static NOTION_VERSION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"2025-09-03"));
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static REQUESTS_PER_SECOND: GucSetting<f64> = GucSetting::<f64>::new(3.0);
+pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+pub static CONTENT_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(3);
+pub static RUN_RETENTION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"30 days"));
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"notion_sync.api_url",
+        c"Base URL of the Notion API.",
+        c"Tests point it at the local fake; only http(s) to api.notion.com or a loopback host makes sense.",
+        &API_URL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"notion_sync.notion_version",
+        c"Notion-Version header: 2025-09-03 (data sources) or 2022-06-28.",
+        c"",
+        &NOTION_VERSION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // A postmaster-level setting can only be defined while shared_preload_libraries loads us.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"notion_sync.database",
+            c"Database the background worker serves.",
+            c"",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
+    GucRegistry::define_bool_guc(
+        c"notion_sync.worker_enabled",
+        c"Whether the background worker starts scheduled runs.",
+        c"",
+        &WORKER_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"notion_sync.requests_per_second",
+        c"Request budget per Notion token (token bucket; 0 = unlimited, for local tests).",
+        c"",
+        &REQUESTS_PER_SECOND,
+        0.0,
+        10_000.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"notion_sync.http_timeout_ms",
+        c"Timeout of one Notion API request.",
+        c"",
+        &HTTP_TIMEOUT_MS,
+        100,
+        600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"notion_sync.max_retries",
+        c"Retries for 429/529/5xx/timeouts, honouring Retry-After.",
+        c"",
+        &MAX_RETRIES,
+        0,
+        100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"notion_sync.content_depth",
+        c"Levels of the block tree read for page content; 0 = no content.",
+        c"",
+        &CONTENT_DEPTH,
+        0,
+        20,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"notion_sync.run_retention",
+        c"How long sync_runs and sync_errors are kept.",
+        c"",
+        &RUN_RETENTION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+}
+
+pub fn string(s: &GucSetting<Option<CString>>, default: &str) -> String {
+    s.get()
+        .and_then(|c| c.into_string().ok())
+        .unwrap_or_else(|| default.to_string())
+}

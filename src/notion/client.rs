@@ -1,0 +1,466 @@
+//! The Notion HTTP client: ureq + rustls, pagination, retries with `Retry-After`, a per-token
+//! request budget, and waits that keep checking for interrupts (the request runs on a helper thread
+//! that never touches Postgres; the calling thread polls and can be cancelled).
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// Notion answered with an error envelope (or an HTTP error without one).
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// Connection refused/reset, timeout, TLS failure.
+    Transport(String),
+    /// A 2xx whose body is not the JSON we expect (truncated, not JSON).
+    Decode(String),
+    /// A setting makes the request unsafe (plain http to a non-loopback host).
+    Config(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Http {
+                status,
+                code,
+                message,
+                request_id,
+            } => {
+                write!(f, "Notion API {status} {code}: {message}")?;
+                if let Some(r) = request_id {
+                    write!(f, " (request id {r})")?;
+                }
+                Ok(())
+            }
+            ApiError::Transport(m) => write!(f, "cannot reach Notion: {m}"),
+            ApiError::Decode(m) => write!(f, "unreadable response from Notion: {m}"),
+            ApiError::Config(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl ApiError {
+    fn retryable(&self) -> bool {
+        match self {
+            ApiError::Http { status, code, .. } => match status {
+                429 | 529 => code != "public_api_request_blocked",
+                409 | 500 | 502 | 503 | 504 => true,
+                _ => false,
+            },
+            ApiError::Transport(_) | ApiError::Decode(_) => true,
+            ApiError::Config(_) => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Base URL including `/v1`.
+    pub api_url: String,
+    pub version: String,
+    pub token: String,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// Requests per second for this token; 0 = no limit.
+    pub rps: f64,
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Stats {
+    pub requests: u64,
+    pub retries: u64,
+}
+
+/// Budget per token, shared by every client in this process.
+static BUCKETS: Mutex<Option<HashMap<String, (f64, Instant)>>> = Mutex::new(None);
+
+/// Takes one request from the token's bucket, or says how long to wait for one.
+fn take_budget(token: &str, rps: f64) -> Option<Duration> {
+    if rps <= 0.0 {
+        return None;
+    }
+    let mut guard = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    let cap = rps.max(1.0);
+    let now = Instant::now();
+    let (level, last) = map.entry(token.to_string()).or_insert((cap, now));
+    *level = (*level + now.duration_since(*last).as_secs_f64() * rps).min(cap);
+    *last = now;
+    if *level >= 1.0 {
+        *level -= 1.0;
+        None
+    } else {
+        Some(Duration::from_secs_f64((1.0 - *level) / rps))
+    }
+}
+
+pub struct Client<'a> {
+    cfg: Config,
+    agent: ureq::Agent,
+    pub stats: Stats,
+    /// Called at least every 50 ms while waiting: in a backend it runs CHECK_FOR_INTERRUPTS.
+    interrupt: &'a dyn Fn(),
+}
+
+/// Token-free base URL check: https anywhere, plain http only to loopback (tests, the fake).
+pub fn check_url(url: &str) -> Result<(), ApiError> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split(['/', ':']).next().unwrap_or("");
+        let loopback_ip = host.parse::<std::net::Ipv4Addr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+        if host == "localhost" || loopback_ip {
+            return Ok(());
+        }
+        if rest.starts_with("[::1]") {
+            return Ok(());
+        }
+    }
+    Err(ApiError::Config(format!(
+        "notion_sync.api_url must be https (plain http is allowed only to a loopback host), got {url}"
+    )))
+}
+
+impl<'a> Client<'a> {
+    pub fn new(cfg: Config, interrupt: &'a dyn Fn()) -> Result<Client<'a>, ApiError> {
+        check_url(&cfg.api_url)?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout(cfg.timeout)
+            .max_idle_connections_per_host(4)
+            .build();
+        Ok(Client {
+            cfg,
+            agent,
+            stats: Stats::default(),
+            interrupt,
+        })
+    }
+
+    pub fn version(&self) -> &str {
+        &self.cfg.version
+    }
+
+    /// Sleeps in short slices so a cancel or SIGTERM is seen within 50 ms.
+    fn sleep(&self, d: Duration) {
+        let end = Instant::now() + d;
+        loop {
+            (self.interrupt)();
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// One HTTP exchange on a helper thread; returns (status, Retry-After seconds, body bytes).
+    fn exchange(&self, method: &str, url: &str, body: Option<String>) -> Result<(u16, Option<u64>, Vec<u8>), ApiError> {
+        let req = self
+            .agent
+            .request(method, url)
+            .set("Authorization", &format!("Bearer {}", self.cfg.token))
+            .set("Notion-Version", &self.cfg.version)
+            .set("Accept", "application/json");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let result = match body {
+                Some(b) => req.set("Content-Type", "application/json").send_string(&b),
+                None => req.call(),
+            };
+            let out = match result {
+                Ok(resp) | Err(ureq::Error::Status(_, resp)) => {
+                    let status = resp.status();
+                    let retry_after = resp.header("Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
+                    let mut buf = Vec::new();
+                    match resp.into_reader().take(64 << 20).read_to_end(&mut buf) {
+                        Ok(_) => Ok((status, retry_after, buf)),
+                        Err(e) => Err(ApiError::Transport(format!("reading the body: {e}"))),
+                    }
+                }
+                Err(ureq::Error::Transport(t)) => Err(ApiError::Transport(t.to_string())),
+            };
+            let _ = tx.send(out);
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => return r,
+                Err(mpsc::RecvTimeoutError::Timeout) => (self.interrupt)(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(ApiError::Transport("request thread ended".into()))
+                }
+            }
+        }
+    }
+
+    /// A request with the budget, retries and `Retry-After` applied. `path` starts with `/`.
+    pub fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+        let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
+        let body = body.map(|b| b.to_string());
+        let mut attempt: u32 = 0;
+        loop {
+            while let Some(wait) = take_budget(&self.cfg.token, self.cfg.rps) {
+                self.sleep(wait);
+            }
+            self.stats.requests += 1;
+            let (err, retry_after) = match self.exchange(method, &url, body.clone()) {
+                Ok((status, retry_after, bytes)) => {
+                    // Invalid UTF-8 is replaced, not fatal.
+                    let text = String::from_utf8_lossy(&bytes);
+                    let parsed: Result<Value, _> = serde_json::from_str(&text);
+                    if (200..300).contains(&status) {
+                        match parsed {
+                            Ok(v) if v.is_object() => return Ok(v),
+                            Ok(_) => (ApiError::Decode("expected a JSON object".into()), None),
+                            Err(e) => (ApiError::Decode(e.to_string()), None),
+                        }
+                    } else {
+                        let v = parsed.unwrap_or(Value::Null);
+                        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+                        let code = v
+                            .pointer("/additional_data/rate_limit_reason")
+                            .and_then(|r| r.as_str())
+                            .filter(|r| *r == "public_api_request_blocked")
+                            .map(String::from)
+                            .or_else(|| s("code"))
+                            .unwrap_or_else(|| format!("http_{status}"));
+                        (
+                            ApiError::Http {
+                                status,
+                                code,
+                                message: s("message").unwrap_or_default(),
+                                request_id: s("request_id"),
+                            },
+                            retry_after,
+                        )
+                    }
+                }
+                Err(e) => (e, None),
+            };
+            if !err.retryable() || attempt >= self.cfg.max_retries {
+                return Err(err);
+            }
+            attempt += 1;
+            self.stats.retries += 1;
+            let wait = match retry_after {
+                // Honoured exactly: never earlier than Notion asked.
+                Some(s) => Duration::from_secs(s),
+                None => backoff(attempt),
+            };
+            self.sleep(wait);
+        }
+    }
+
+    pub fn get(&mut self, path: &str) -> Result<Value, ApiError> {
+        self.request("GET", path, None)
+    }
+
+    /// The data sources to read for a database: its `data_sources` (2025-09-03+) or the database itself.
+    pub fn sources(&mut self, database_id: &str) -> Result<(String, Vec<String>), ApiError> {
+        let db = self.get(&format!("/databases/{database_id}"))?;
+        let title = db
+            .get("title")
+            .and_then(|t| t.as_array())
+            .map(|a| a.iter().filter_map(|i| i.get("plain_text").and_then(|p| p.as_str())).collect::<String>())
+            .unwrap_or_default();
+        if self.cfg.version.as_str() < "2025-09-03" {
+            return Ok((title, vec![database_id.to_string()]));
+        }
+        let ids = db
+            .get("data_sources")
+            .and_then(|d| d.as_array())
+            .map(|a| a.iter().filter_map(|d| d.get("id").and_then(|i| i.as_str()).map(String::from)).collect())
+            .unwrap_or_default();
+        Ok((title, ids))
+    }
+
+    /// One page of a query (data source on 2025-09-03+, database on 2022-06-28).
+    pub fn query(&mut self, source_id: &str, body: &Value) -> Result<Value, ApiError> {
+        let path = if self.cfg.version.as_str() < "2025-09-03" {
+            format!("/databases/{source_id}/query")
+        } else {
+            format!("/data_sources/{source_id}/query")
+        };
+        self.request("POST", &path, Some(body))
+    }
+
+    /// Every item of a paginated property (relations/people/title/rich_text over 25).
+    pub fn property_items(&mut self, page_id: &str, property_id: &str) -> Result<Vec<Value>, ApiError> {
+        let mut out = vec![];
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/pages/{page_id}/properties/{property_id}?page_size=100");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&start_cursor={}", urlencode(c)));
+            }
+            let v = self.get(&path)?;
+            if v.get("object").and_then(|o| o.as_str()) != Some("list") {
+                out.push(v);
+                return Ok(out);
+            }
+            out.extend(v.get("results").and_then(|r| r.as_array()).cloned().unwrap_or_default());
+            cursor = next_cursor(&v);
+            if cursor.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// All children of a block (one level), following cursors.
+    pub fn children(&mut self, block_id: &str) -> Result<Vec<Value>, ApiError> {
+        let mut out = vec![];
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/blocks/{block_id}/children?page_size=100");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&start_cursor={}", urlencode(c)));
+            }
+            let v = self.get(&path)?;
+            out.extend(v.get("results").and_then(|r| r.as_array()).cloned().unwrap_or_default());
+            cursor = next_cursor(&v);
+            if cursor.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The page body as plain text in reading order, `depth` levels deep.
+    pub fn page_text(&mut self, page_id: &str, depth: u32) -> Result<String, ApiError> {
+        let mut lines = vec![];
+        self.collect_text(page_id, depth, 0, &mut lines)?;
+        Ok(lines.join("\n"))
+    }
+
+    fn collect_text(&mut self, id: &str, depth: u32, level: usize, lines: &mut Vec<String>) -> Result<(), ApiError> {
+        if depth == 0 {
+            return Ok(());
+        }
+        for block in self.children(id)? {
+            if let Some(t) = super::model::block_text(&block) {
+                lines.push(format!("{}{}", "  ".repeat(level), t));
+            }
+            if super::model::descend(&block) {
+                if let Some(child) = block.get("id").and_then(|i| i.as_str()) {
+                    let child = child.to_string();
+                    self.collect_text(&child, depth - 1, level + 1, lines)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn next_cursor(v: &Value) -> Option<String> {
+    if v.get("has_more").and_then(|h| h.as_bool()) != Some(true) {
+        return None;
+    }
+    v.get("next_cursor").and_then(|c| c.as_str()).map(String::from)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Exponential backoff with jitter: base 500 ms doubling, capped at 30 s.
+fn backoff(attempt: u32) -> Duration {
+    let base = 500f64 * 2f64.powi(attempt.min(10) as i32 - 1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = (nanos % 1000) as f64 / 1000.0; // 0..1
+    Duration::from_millis((base * (0.5 + jitter)).min(30_000.0) as u64)
+}
+
+/// The query body for one window of a scan: sorted by `created_time` so a capped query can resume
+/// with `on_or_after` the last created minute seen.
+pub fn query_body(edited_since: Option<&str>, created_from: Option<&str>, cursor: Option<&str>) -> Value {
+    let mut filters = vec![];
+    if let Some(t) = edited_since {
+        filters.push(json!({"timestamp":"last_edited_time","last_edited_time":{"on_or_after": t}}));
+    }
+    if let Some(t) = created_from {
+        filters.push(json!({"timestamp":"created_time","created_time":{"on_or_after": t}}));
+    }
+    let mut body = json!({"page_size": 100, "sorts": [{"timestamp":"created_time","direction":"ascending"}]});
+    match filters.len() {
+        0 => {}
+        1 => body["filter"] = filters.pop().unwrap(),
+        _ => body["filter"] = json!({"and": filters}),
+    }
+    if let Some(c) = cursor {
+        body["start_cursor"] = json!(c);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_may_be_plain_http() {
+        assert!(check_url("https://api.notion.com/v1").is_ok());
+        assert!(check_url("http://127.0.0.1:7000/v1").is_ok());
+        assert!(check_url("http://localhost:7000/v1").is_ok());
+        assert!(check_url("http://[::1]:7000/v1").is_ok());
+        assert!(check_url("http://api.notion.com/v1").is_err());
+        assert!(check_url("http://127.0.0.1.evil.com/v1").is_err());
+    }
+
+    #[test]
+    fn retry_policy() {
+        let http = |status: u16, code: &str| ApiError::Http { status, code: code.into(), message: String::new(), request_id: None };
+        assert!(http(429, "rate_limited").retryable());
+        assert!(!http(429, "public_api_request_blocked").retryable());
+        assert!(http(529, "service_overload").retryable());
+        for s in [500, 502, 503, 504] {
+            assert!(http(s, "x").retryable());
+        }
+        assert!(!http(401, "unauthorized").retryable());
+        assert!(!http(404, "object_not_found").retryable());
+        assert!(!http(400, "validation_error").retryable());
+    }
+
+    #[test]
+    fn query_body_windows() {
+        let b = query_body(Some("2026-01-01T00:00:00Z"), Some("2025-01-01T00:00:00Z"), Some("s:abc"));
+        assert_eq!(b["filter"]["and"].as_array().unwrap().len(), 2);
+        assert_eq!(b["page_size"], 100);
+        assert_eq!(b["start_cursor"], "s:abc");
+        assert!(query_body(None, None, None).get("filter").is_none());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= Duration::from_millis(750));
+        assert!(backoff(20) <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn budget_limits_bursts() {
+        let tok = "budget-test-token";
+        let mut waited = 0;
+        for _ in 0..10 {
+            if take_budget(tok, 5.0).is_some() {
+                waited += 1;
+            }
+        }
+        assert!(waited >= 4, "a burst of 10 at 5 rps must wait for some: {waited}");
+        assert!(take_budget("other", 0.0).is_none());
+    }
+}

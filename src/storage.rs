@@ -1,0 +1,312 @@
+//! Everything the sync engine reads and writes in Postgres, through SPI. Batched: one statement
+//! per API page of results, never a whole database in memory.
+
+use crate::error::SyncError;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+use std::collections::HashMap;
+
+type Result<T> = std::result::Result<T, SyncError>;
+
+/// How the engine fills one sync table. Columns differ per table as the seed apps had them.
+pub struct TableSpec {
+    pub table: &'static str,
+    pub name_col: &'static str,
+    /// The column for the 'Description'-like text (falls back to the page body).
+    pub text_col: &'static str,
+    pub text_props: &'static [&'static str],
+    pub message_count: bool,
+    pub database_name: bool,
+}
+
+pub const TABLES: [TableSpec; 5] = [
+    TableSpec {
+        table: "notion_characters_sync",
+        name_col: "name",
+        text_col: "description",
+        text_props: &["Description", "Bio", "Summary"],
+        message_count: false,
+        database_name: false,
+    },
+    TableSpec {
+        table: "notion_worlds_sync",
+        name_col: "name",
+        text_col: "description",
+        text_props: &["Description", "Summary"],
+        message_count: false,
+        database_name: false,
+    },
+    TableSpec {
+        table: "notion_stories_sync",
+        name_col: "title",
+        text_col: "content",
+        text_props: &["Content", "Summary", "Description"],
+        message_count: false,
+        database_name: false,
+    },
+    TableSpec {
+        table: "notion_chat_sessions_sync",
+        name_col: "title",
+        text_col: "transcript",
+        text_props: &["Transcript", "Messages"],
+        message_count: true,
+        database_name: false,
+    },
+    TableSpec {
+        table: "notion_pages_sync",
+        name_col: "title",
+        text_col: "description",
+        text_props: &["Description", "Summary", "Notes"],
+        message_count: false,
+        database_name: true,
+    },
+];
+
+/// design.md: Characters, Worlds, Stories, Chat Sessions by name (case-insensitive), else pages.
+pub fn target_for_name(name: &str) -> &'static str {
+    match name.trim().to_lowercase().as_str() {
+        "characters" => "notion_characters_sync",
+        "worlds" => "notion_worlds_sync",
+        "stories" => "notion_stories_sync",
+        "chat sessions" | "chat_sessions" => "notion_chat_sessions_sync",
+        _ => "notion_pages_sync",
+    }
+}
+
+pub fn spec(table: &str) -> &'static TableSpec {
+    TABLES
+        .iter()
+        .find(|t| t.table == table)
+        .unwrap_or(&TABLES[4])
+}
+
+pub fn token(user: &str) -> Result<Option<String>> {
+    match Spi::get_one_with_args::<String>(
+        "SELECT token FROM notion_sync.tokens WHERE user_id = $1",
+        &[user.into()],
+    ) {
+        Ok(t) => Ok(t),
+        // No row: pgrx reports it as a position error.
+        Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub struct Registration {
+    pub database_name: String,
+    pub target_table: String,
+    /// RFC 3339, UTC.
+    pub watermark: Option<String>,
+}
+
+pub fn registration(user: &str, db: &str) -> Result<Option<Registration>> {
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT database_name, target_table,
+                    to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+               FROM notion_sync.databases WHERE user_id = $1 AND database_id = $2",
+            Some(1),
+            &[user.into(), db.into()],
+        )?;
+        for row in rows {
+            return Ok(Some(Registration {
+                database_name: row.get::<String>(1)?.unwrap_or_default(),
+                target_table: row.get::<String>(2)?.unwrap_or_default(),
+                watermark: row.get::<String>(3)?,
+            }));
+        }
+        Ok(None)
+    })
+}
+
+/// A database synced without registering first is registered with schedule `manual`.
+pub fn ensure_registered(user: &str, db: &str, name: &str, target: &str) -> Result<()> {
+    Spi::run_with_args(
+        "INSERT INTO notion_sync.databases (user_id, database_id, database_name, target_table, schedule)
+         VALUES ($1, $2, $3, $4, 'manual') ON CONFLICT (user_id, database_id) DO NOTHING",
+        &[user.into(), db.into(), name.into(), target.into()],
+    )?;
+    Ok(())
+}
+
+pub fn start_run(user: &str, db: &str, name: &str, target: &str, trigger: &str, mode: &str) -> Result<i64> {
+    Spi::get_one_with_args::<i64>(
+        "INSERT INTO notion_sync.sync_runs (user_id, database_id, database_name, target_table, trigger, mode)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING run_id",
+        &[user.into(), db.into(), name.into(), target.into(), trigger.into(), mode.into()],
+    )?
+    .ok_or_else(|| SyncError::Storage("no run id".into()))
+}
+
+pub struct RunCounts {
+    pub status: String,
+    pub database_name: String,
+    pub total: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub deleted: i64,
+    pub errors: i64,
+    pub requests: i64,
+    pub retries: i64,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+pub fn finish_run(run_id: i64, c: &RunCounts) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE notion_sync.sync_runs SET status = $2, database_name = $3, total = $4, created = $5,
+                updated = $6, skipped = $7, deleted = $8, errors = $9, http_requests = $10, retries = $11,
+                duration_ms = $12, error = $13, finished_at = clock_timestamp()
+          WHERE run_id = $1",
+        &[
+            run_id.into(),
+            c.status.as_str().into(),
+            c.database_name.as_str().into(),
+            (c.total as i32).into(),
+            (c.created as i32).into(),
+            (c.updated as i32).into(),
+            (c.skipped as i32).into(),
+            (c.deleted as i32).into(),
+            (c.errors as i32).into(),
+            (c.requests as i32).into(),
+            (c.retries as i32).into(),
+            c.duration_ms.into(),
+            c.error.clone().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn record_errors(run_id: i64, user: &str, db: &str, errors: &[(Option<String>, String)]) -> Result<()> {
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<Value> = errors
+        .iter()
+        .map(|(p, e)| serde_json::json!({"page_id": p, "error": e}))
+        .collect();
+    Spi::run_with_args(
+        "INSERT INTO notion_sync.sync_errors (run_id, user_id, database_id, notion_page_id, error)
+         SELECT $1, $2, $3, e.page_id, e.error FROM jsonb_to_recordset($4) AS e(page_id text, error text)",
+        &[run_id.into(), user.into(), db.into(), JsonB(Value::Array(list)).into()],
+    )?;
+    Ok(())
+}
+
+/// Stored hash and last sync time (epoch ms) of the given pages.
+pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<HashMap<String, (Option<String>, Option<f64>)>> {
+    let sql = format!(
+        "SELECT notion_page_id, content_hash, (extract(epoch FROM last_synced_at) * 1000)::float8
+           FROM notion_sync.{table} WHERE user_id = $1 AND notion_page_id = ANY($2)"
+    );
+    Spi::connect(|client| {
+        let mut out = HashMap::new();
+        for row in client.select(&sql, None, &[user.into(), ids.to_vec().into()])? {
+            if let Some(id) = row.get::<String>(1)? {
+                out.insert(id, (row.get::<String>(2)?, row.get::<f64>(3)?));
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Upserts a batch: `rows` is a JSON array of {id,name,text,message_count,properties,hash,url,created,
+/// edited,body}. Returns (created, updated).
+pub fn upsert(spec: &TableSpec, user: &str, db: &str, db_name: &str, rows: Vec<Value>) -> Result<(i64, i64)> {
+    if rows.is_empty() {
+        return Ok((0, 0));
+    }
+    let (mc_col, mc_val, mc_set) = if spec.message_count {
+        (", message_count", ", r.message_count", ", message_count = EXCLUDED.message_count")
+    } else {
+        ("", "", "")
+    };
+    let (dn_col, dn_val, dn_set) = if spec.database_name {
+        (", database_name", ", $3", ", database_name = EXCLUDED.database_name")
+    } else {
+        ("", "", "")
+    };
+    let name = spec.name_col;
+    let text = spec.text_col;
+    let sql = format!(
+        "WITH up AS (
+           INSERT INTO notion_sync.{table} AS t (user_id, notion_database_id, notion_page_id, {name}, {text}{mc_col}{dn_col},
+                  properties, content_hash, url, in_trash, notion_created_time, notion_last_edited_time, body,
+                  last_synced_at, updated_at)
+           SELECT $1, $2, r.id, r.name, r.text{mc_val}{dn_val}, r.properties, r.hash, r.url, false,
+                  r.created, r.edited, r.body, now(), now()
+             FROM jsonb_to_recordset($4) AS r(id text, name text, text text, message_count int, properties jsonb,
+                  hash text, url text, created timestamptz, edited timestamptz, body text)
+           ON CONFLICT (user_id, notion_page_id) DO UPDATE SET
+                  notion_database_id = EXCLUDED.notion_database_id, {name} = EXCLUDED.{name}, {text} = EXCLUDED.{text}
+                  {mc_set}{dn_set}, properties = EXCLUDED.properties, content_hash = EXCLUDED.content_hash,
+                  url = EXCLUDED.url, in_trash = false, notion_created_time = EXCLUDED.notion_created_time,
+                  notion_last_edited_time = EXCLUDED.notion_last_edited_time, body = EXCLUDED.body,
+                  last_synced_at = now(), updated_at = now()
+           RETURNING (xmax = 0) AS inserted)
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+        table = spec.table,
+    );
+    // $3 (the database name) is used by the pages table only; its type comes with the datum.
+    let (c, u) = Spi::get_two_with_args::<i64, i64>(
+        &sql,
+        &[user.into(), db.into(), db_name.into(), JsonB(Value::Array(rows)).into()],
+    )?;
+    Ok((c.unwrap_or(0), u.unwrap_or(0)))
+}
+
+/// After a complete scan: rows of this database not seen are marked in trash (and their hash cleared
+/// so a page that comes back is rewritten).
+pub fn mark_deleted(table: &str, user: &str, db: &str, seen: Vec<String>) -> Result<i64> {
+    let sql = format!(
+        "WITH gone AS (
+           UPDATE notion_sync.{table} t SET in_trash = true, content_hash = NULL, updated_at = now()
+            WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash
+              AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) s(id) WHERE s.id = t.notion_page_id)
+           RETURNING 1)
+         SELECT count(*) FROM gone"
+    );
+    Ok(Spi::get_one_with_args::<i64>(&sql, &[user.into(), db.into(), seen.into()])?.unwrap_or(0))
+}
+
+pub fn set_watermark(user: &str, db: &str, watermark: Option<&str>, full: bool) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE notion_sync.databases
+            SET watermark = COALESCE($3::timestamptz, watermark),
+                last_full_sync_at = CASE WHEN $4 THEN now() ELSE last_full_sync_at END,
+                updated_at = now()
+          WHERE user_id = $1 AND database_id = $2",
+        &[user.into(), db.into(), watermark.map(String::from).into(), full.into()],
+    )?;
+    Ok(())
+}
+
+pub fn notify(payload: &Value) -> Result<()> {
+    Spi::run_with_args(
+        "SELECT pg_notify('notion_sync', $1)",
+        &[payload.to_string().into()],
+    )?;
+    Ok(())
+}
+
+/// Registered databases, of one user or all: (user_id, database_id, database_name).
+pub fn registered(user: Option<&str>) -> Result<Vec<(String, String, String)>> {
+    Spi::connect(|client| {
+        let mut out = vec![];
+        for row in client.select(
+            "SELECT user_id, database_id, database_name FROM notion_sync.databases
+              WHERE $1::text IS NULL OR user_id = $1 ORDER BY user_id, database_id",
+            None,
+            &[user.map(String::from).into()],
+        )? {
+            out.push((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<String>(3)?.unwrap_or_default(),
+            ));
+        }
+        Ok(out)
+    })
+}

@@ -1,0 +1,141 @@
+"""SQL API on a real cluster with the library preloaded: SQLSTATEs, cancel, privileges, RLS, NOTIFY."""
+import json
+import threading
+import time
+
+import psycopg
+import pytest
+from psycopg import errors
+
+CHARACTERS = "a1b2c3d4-0000-4000-8000-0000000000c1"
+
+
+def test_library_is_preloaded_and_settings_exist(db):
+    assert "notion_sync" in db.execute("SHOW shared_preload_libraries").fetchone()[0]
+    assert db.execute("SHOW notion_sync.database").fetchone()[0] == "postgres"
+    assert db.execute("SHOW notion_sync.notion_version").fetchone()[0] == "2025-09-03"
+
+
+@pytest.mark.parametrize("sql,state", [
+    (f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}', NULL, 'sideways')", "22023"),
+    ("SELECT notion_sync.sync_notion_database('alice', 'not-a-database')", "22023"),
+    (f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}', NULL, 'full', -1)", "22023"),
+    (f"SELECT notion_sync.sync_notion_database('nobody', '{CHARACTERS}')", "28000"),
+    (f"SELECT notion_sync.register_database('alice', '{CHARACTERS}', 'Characters', 'every day')", "22023"),
+    (f"SELECT notion_sync.register_database('alice', '{CHARACTERS}', 'Characters', '* * * * *', 'Mars/Olympus')", "22023"),
+])
+def test_bad_arguments_have_real_sqlstates(db, sql, state):
+    with pytest.raises(psycopg.Error) as e:
+        db.execute(sql)
+    assert e.value.sqlstate == state, e.value
+
+
+def test_bad_token_and_unshared_database_say_what_to_do(db):
+    db.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_wrong')")
+    with pytest.raises(psycopg.Error) as e:
+        db.execute(f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}')")
+    assert e.value.sqlstate == "28000"
+    assert "set_notion_token" in str(e.value)
+    db.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_demo_limited')")
+    with pytest.raises(psycopg.Error) as e:
+        db.execute(f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}')")
+    assert e.value.sqlstate == "42704"
+    assert "not shared with the integration" in str(e.value)
+
+
+def _slow_sync(cluster, fake, cancel):
+    """Starts a sync against a server that answers after 10 s; `cancel(conn, pid)` stops it."""
+    fake.admin("POST", "faults", {"faults": [{"kind": "slow", "delay_ms": 10000, "path": "/query"}]})
+    conn = psycopg.connect(cluster["dsn"], autocommit=True)
+    pid = conn.info.backend_pid
+    box = {}
+
+    def run():
+        t0 = time.monotonic()
+        try:
+            conn.execute(f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}', 'Characters', 'full')")
+        except psycopg.Error as e:
+            box["error"] = e
+        box["elapsed"] = time.monotonic() - t0
+
+    th = threading.Thread(target=run)
+    th.start()
+    time.sleep(0.5)
+    t_cancel = time.monotonic()
+    cancel(conn, pid)
+    th.join(15)
+    box["after_cancel"] = time.monotonic() - t_cancel
+    conn.close()
+    return box
+
+
+def test_pg_cancel_backend_stops_a_sync_within_a_second(cluster, fake, db):
+    box = _slow_sync(cluster, fake, lambda conn, pid: db.execute("SELECT pg_cancel_backend(%s)", (pid,)))
+    print(f"cancel -> error in {box['after_cancel'] * 1000:.0f} ms")
+    assert isinstance(box.get("error"), errors.QueryCanceled)
+    assert box["after_cancel"] < 1.0
+    assert db.execute("SELECT count(*) FROM notion_sync.notion_characters_sync").fetchone()[0] == 0
+
+
+def test_statement_timeout_stops_a_sync(cluster, fake, db):
+    fake.admin("POST", "faults", {"faults": [{"kind": "slow", "delay_ms": 10000, "path": "/query"}]})
+    with psycopg.connect(cluster["dsn"], autocommit=True) as conn:
+        conn.execute("SET statement_timeout = '700ms'")
+        t0 = time.monotonic()
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute(f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}', 'Characters', 'full')")
+        assert time.monotonic() - t0 < 1.7
+    assert db.execute("SELECT count(*) FROM notion_sync.notion_characters_sync").fetchone()[0] == 0
+
+
+@pytest.fixture
+def app_role(db, cluster):
+    db.execute("DROP ROLE IF EXISTS ns_app_alice")
+    db.execute("CREATE ROLE ns_app_alice LOGIN")
+    db.execute("INSERT INTO notion_sync.role_users VALUES ('ns_app_alice', 'alice') ON CONFLICT DO NOTHING")
+    conn = psycopg.connect(cluster["dsn"].replace("user=postgres", "user=ns_app_alice"), autocommit=True)
+    yield conn
+    conn.close()
+    db.execute("DELETE FROM notion_sync.role_users WHERE role_name = 'ns_app_alice'")
+    db.execute("DROP OWNED BY ns_app_alice")
+    db.execute("DROP ROLE ns_app_alice")
+
+
+def test_tokens_and_internals_are_closed_to_plain_roles(db, app_role):
+    for sql in ["SELECT * FROM notion_sync.tokens",
+                f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}')",
+                f"SELECT notion_sync._sync_database('alice', '{CHARACTERS}', NULL, 'full', NULL, 'manual')",
+                "SELECT notion_sync.set_notion_token('alice', 'x')"]:
+        with pytest.raises(errors.InsufficientPrivilege):
+            app_role.execute(sql)
+
+
+def test_rls_shows_a_role_only_its_own_rows(db, app_role):
+    db.execute("SELECT notion_sync.set_notion_token('bob', 'ntn_demo_alice')")
+    db.execute(f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}', 'Characters', 'full')")
+    db.execute(f"SELECT notion_sync.sync_notion_database('bob', '{CHARACTERS}', 'Characters', 'full')")
+    assert db.execute("SELECT count(*) FROM notion_sync.notion_characters_sync").fetchone()[0] == 8
+    assert app_role.execute("SELECT current_user").fetchone()[0] == "ns_app_alice"
+    rows = app_role.execute("SELECT DISTINCT user_id FROM notion_sync.notion_characters_sync").fetchall()
+    assert rows == [("alice",)]
+    # Claims a plain role sets for itself change nothing.
+    app_role.execute("""SET request.jwt.claims = '{"sub": "bob"}'""")
+    rows = app_role.execute("SELECT DISTINCT user_id FROM notion_sync.notion_characters_sync").fetchall()
+    assert rows == [("alice",)]
+
+
+def test_a_committed_sync_notifies(cluster, db):
+    with psycopg.connect(cluster["dsn"], autocommit=True) as listener:
+        listener.execute("LISTEN notion_sync")
+        db.execute(f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}', 'Characters', 'full')")
+        got = next(listener.notifies(timeout=5, stop_after=1))
+    payload = json.loads(got.payload)
+    assert payload["database_id"] == CHARACTERS and payload["created"] == 4
+
+
+def test_a_5xx_storm_is_retried(fake, db):
+    fake.admin("POST", "faults", {"faults": [{"kind": "status", "status": 503, "count": 2, "path": "/query"}]})
+    db.execute("SET notion_sync.max_retries = 3")
+    r = db.execute(f"SELECT status, created FROM notion_sync.sync_notion_database('alice', '{CHARACTERS}', 'Characters', 'full')").fetchone()
+    assert r == ("succeeded", 4)
+    assert db.execute("SELECT retries FROM notion_sync.sync_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0] == 2
