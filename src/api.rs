@@ -15,7 +15,14 @@ fn _sync_database(
     p_hours_back: Option<i32>,
     p_trigger: &str,
 ) -> JsonB {
-    match sync::sync_database(p_user_id, p_database_id, p_database_name, p_mode, p_hours_back, p_trigger) {
+    match sync::sync_database(
+        p_user_id,
+        p_database_id,
+        p_database_name,
+        p_mode,
+        p_hours_back,
+        p_trigger,
+    ) {
         Ok(outcome) => {
             if let Some(e) = outcome.raise {
                 e.raise();

@@ -9,7 +9,9 @@ use pgrx::PgLogLevel;
 pub enum SyncError {
     #[error("{0}")]
     InvalidArgument(String),
-    #[error("no Notion token for user {0}: set it with notion_sync.set_notion_token(user_id, token)")]
+    #[error(
+        "no Notion token for user {0}: set it with notion_sync.set_notion_token(user_id, token)"
+    )]
     MissingToken(String),
     #[error("Notion rejected the token for user {0}: set it with notion_sync.set_notion_token(user_id, token)")]
     BadToken(String),

@@ -18,9 +18,15 @@ extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 extension_sql_file!(
     "../sql/api.sql",
     name = "api",
-    requires = [_sync_database, _sync_all, normalize_notion_id, target_table_for],
+    requires = [
+        _sync_database,
+        _sync_all,
+        normalize_notion_id,
+        target_table_for
+    ],
     finalize
 );
+extension_sql_file!("../sql/read.sql", name = "read", requires = ["schema"]);
 
 #[allow(non_snake_case)]
 #[pg_guard]

@@ -130,7 +130,14 @@ pub fn ensure_registered(user: &str, db: &str, name: &str, target: &str) -> Resu
     Ok(())
 }
 
-pub fn start_run(user: &str, db: &str, name: &str, target: &str, trigger: &str, mode: &str) -> Result<i64> {
+pub fn start_run(
+    user: &str,
+    db: &str,
+    name: &str,
+    target: &str,
+    trigger: &str,
+    mode: &str,
+) -> Result<i64> {
     Spi::get_one_with_args::<i64>(
         "INSERT INTO notion_sync.sync_runs (user_id, database_id, database_name, target_table, trigger, mode)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING run_id",
@@ -179,7 +186,12 @@ pub fn finish_run(run_id: i64, c: &RunCounts) -> Result<()> {
     Ok(())
 }
 
-pub fn record_errors(run_id: i64, user: &str, db: &str, errors: &[(Option<String>, String)]) -> Result<()> {
+pub fn record_errors(
+    run_id: i64,
+    user: &str,
+    db: &str,
+    errors: &[(Option<String>, String)],
+) -> Result<()> {
     if errors.is_empty() {
         return Ok(());
     }
@@ -196,7 +208,11 @@ pub fn record_errors(run_id: i64, user: &str, db: &str, errors: &[(Option<String
 }
 
 /// Stored hash and last sync time (epoch ms) of the given pages.
-pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<HashMap<String, (Option<String>, Option<f64>)>> {
+pub fn existing(
+    table: &str,
+    user: &str,
+    ids: &[String],
+) -> Result<HashMap<String, (Option<String>, Option<f64>)>> {
     let sql = format!(
         "SELECT notion_page_id, content_hash, (extract(epoch FROM last_synced_at) * 1000)::float8
            FROM notion_sync.{table} WHERE user_id = $1 AND notion_page_id = ANY($2)"
@@ -214,17 +230,31 @@ pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<HashMap<Strin
 
 /// Upserts a batch: `rows` is a JSON array of {id,name,text,message_count,properties,hash,url,created,
 /// edited,body}. Returns (created, updated).
-pub fn upsert(spec: &TableSpec, user: &str, db: &str, db_name: &str, rows: Vec<Value>) -> Result<(i64, i64)> {
+pub fn upsert(
+    spec: &TableSpec,
+    user: &str,
+    db: &str,
+    db_name: &str,
+    rows: Vec<Value>,
+) -> Result<(i64, i64)> {
     if rows.is_empty() {
         return Ok((0, 0));
     }
     let (mc_col, mc_val, mc_set) = if spec.message_count {
-        (", message_count", ", r.message_count", ", message_count = EXCLUDED.message_count")
+        (
+            ", message_count",
+            ", r.message_count",
+            ", message_count = EXCLUDED.message_count",
+        )
     } else {
         ("", "", "")
     };
     let (dn_col, dn_val, dn_set) = if spec.database_name {
-        (", database_name", ", $3", ", database_name = EXCLUDED.database_name")
+        (
+            ", database_name",
+            ", $3",
+            ", database_name = EXCLUDED.database_name",
+        )
     } else {
         ("", "", "")
     };
@@ -252,7 +282,12 @@ pub fn upsert(spec: &TableSpec, user: &str, db: &str, db_name: &str, rows: Vec<V
     // $3 (the database name) is used by the pages table only; its type comes with the datum.
     let (c, u) = Spi::get_two_with_args::<i64, i64>(
         &sql,
-        &[user.into(), db.into(), db_name.into(), JsonB(Value::Array(rows)).into()],
+        &[
+            user.into(),
+            db.into(),
+            db_name.into(),
+            JsonB(Value::Array(rows)).into(),
+        ],
     )?;
     Ok((c.unwrap_or(0), u.unwrap_or(0)))
 }
@@ -278,7 +313,12 @@ pub fn set_watermark(user: &str, db: &str, watermark: Option<&str>, full: bool) 
                 last_full_sync_at = CASE WHEN $4 THEN now() ELSE last_full_sync_at END,
                 updated_at = now()
           WHERE user_id = $1 AND database_id = $2",
-        &[user.into(), db.into(), watermark.map(String::from).into(), full.into()],
+        &[
+            user.into(),
+            db.into(),
+            watermark.map(String::from).into(),
+            full.into(),
+        ],
     )?;
     Ok(())
 }

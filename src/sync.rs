@@ -42,16 +42,34 @@ impl Mode {
 /// Accepts a Notion id with or without dashes, or a Notion URL; returns the dashed lowercase form.
 pub fn normalize_id(raw: &str) -> Result<String, SyncError> {
     let no_query = raw.split(['?', '#']).next().unwrap_or("");
-    let hex: String = no_query.chars().filter(|c| *c != '-').collect::<String>().to_lowercase();
+    let hex: String = no_query
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_lowercase();
     // The id is the last 32 hex characters of the path (URLs carry a title slug before it).
-    let tail: String = hex.chars().rev().take_while(|c| c.is_ascii_hexdigit()).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = hex
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     if tail.len() < 32 {
         return Err(SyncError::InvalidArgument(format!(
             "{raw:?} is not a Notion database id: expected 32 hex digits (dashes optional) or a Notion URL"
         )));
     }
     let h = &tail[tail.len() - 32..];
-    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 pub struct Outcome {
@@ -97,7 +115,9 @@ fn client_config(token: String) -> Config {
 }
 
 fn ms(t: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis())
 }
 
 fn iso(ms: i64) -> String {
@@ -155,7 +175,10 @@ impl Run<'_, '_> {
                 }
             }
             self.total += 1;
-            let edited = r.get("last_edited_time").and_then(|t| t.as_str()).and_then(ms);
+            let edited = r
+                .get("last_edited_time")
+                .and_then(|t| t.as_str())
+                .and_then(ms);
             match model::parse_page(r) {
                 Ok(p) => pages.push(p),
                 Err(e) => self.fail_page(id, edited, e),
@@ -190,7 +213,11 @@ impl Run<'_, '_> {
                 match self.client.page_text(&page.id, self.depth) {
                     Ok(t) => Some(t),
                     Err(e) => {
-                        self.fail_page(Some(page.id.clone()), edited, format!("reading the page body: {e}"));
+                        self.fail_page(
+                            Some(page.id.clone()),
+                            edited,
+                            format!("reading the page body: {e}"),
+                        );
                         continue;
                     }
                 }
@@ -199,9 +226,13 @@ impl Run<'_, '_> {
             };
             let text = model::text_property(&page, self.spec.text_props)
                 .or_else(|| body.clone().filter(|b| !b.trim().is_empty()));
-            let message_count = model::number_property(&page, &["Message Count", "Messages Count", "Messages"])
-                .map(|n| n as i64)
-                .or_else(|| text.as_ref().map(|t| t.lines().filter(|l| !l.trim().is_empty()).count() as i64));
+            let message_count =
+                model::number_property(&page, &["Message Count", "Messages Count", "Messages"])
+                    .map(|n| n as i64)
+                    .or_else(|| {
+                        text.as_ref()
+                            .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count() as i64)
+                    });
             rows.push(json!({
                 "id": page.id, "name": page.title, "text": text, "message_count": message_count,
                 "properties": page.properties, "hash": hash, "url": page.url,
@@ -238,16 +269,27 @@ impl Run<'_, '_> {
         loop {
             let body = client::query_body(edited_since, created_from.as_deref(), cursor.as_deref());
             let resp = self.client.query(source, &body).map_err(SyncError::Api)?;
-            let results = resp.get("results").and_then(|r| r.as_array()).cloned().unwrap_or_default();
+            let results = resp
+                .get("results")
+                .and_then(|r| r.as_array())
+                .cloned()
+                .unwrap_or_default();
             for r in &results {
                 if let Some(c) = r.get("created_time").and_then(|c| c.as_str()) {
-                    if window_max_created.as_deref().map(|m| ms(c) > ms(m)).unwrap_or(true) {
+                    if window_max_created
+                        .as_deref()
+                        .map(|m| ms(c) > ms(m))
+                        .unwrap_or(true)
+                    {
                         window_max_created = Some(c.to_string());
                     }
                 }
             }
             self.batch(&results)?;
-            let incomplete = resp.pointer("/request_status/type").and_then(|t| t.as_str()) == Some("incomplete");
+            let incomplete = resp
+                .pointer("/request_status/type")
+                .and_then(|t| t.as_str())
+                == Some("incomplete");
             match client::next_cursor(&resp) {
                 Some(c) => cursor = Some(c),
                 None if incomplete => {
@@ -279,12 +321,16 @@ pub fn sync_database(
     let started = Instant::now();
     let mode = Mode::parse(mode)?;
     if user.trim().is_empty() {
-        return Err(SyncError::InvalidArgument("p_user_id must not be empty".into()));
+        return Err(SyncError::InvalidArgument(
+            "p_user_id must not be empty".into(),
+        ));
     }
     let db = normalize_id(raw_db)?;
     if let Some(h) = hours_back {
         if h < 0 {
-            return Err(SyncError::InvalidArgument(format!("p_hours_back must be 0 or more, got {h}")));
+            return Err(SyncError::InvalidArgument(format!(
+                "p_hours_back must be 0 or more, got {h}"
+            )));
         }
     }
     let token = storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
@@ -304,21 +350,55 @@ pub fn sync_database(
     };
     let mut client = match Client::new(client_config(token), &interrupt) {
         Ok(c) => c,
-        Err(e) => return finish(run_id, user, &db, db_name, mode, started, None, Tally::default(), Some(SyncError::Api(e))),
+        Err(e) => {
+            return finish(
+                run_id,
+                user,
+                &db,
+                db_name,
+                mode,
+                started,
+                None,
+                Tally::default(),
+                Some(SyncError::Api(e)),
+            )
+        }
     };
     let sources = client.sources(&db).map_err(|e| classify(e, user, &db));
     let (title, sources) = match sources {
         Ok(s) => s,
-        Err(e) => return finish(run_id, user, &db, db_name, mode, started, Some(&client), Tally::default(), Some(e)),
+        Err(e) => {
+            return finish(
+                run_id,
+                user,
+                &db,
+                db_name,
+                mode,
+                started,
+                Some(&client),
+                Tally::default(),
+                Some(e),
+            )
+        }
     };
     if db_name.is_empty() {
         db_name = if title.is_empty() { db.clone() } else { title };
     }
-    let target = if reg.is_none() && name.is_none() { storage::target_for_name(&db_name).to_string() } else { target };
+    let target = if reg.is_none() && name.is_none() {
+        storage::target_for_name(&db_name).to_string()
+    } else {
+        target
+    };
     storage::ensure_registered(user, &db, &db_name, &target)?;
 
-    let edited_since = match (mode, hours_back, reg.as_ref().and_then(|r| r.watermark.as_deref())) {
-        (_, Some(h), _) => Some(iso(chrono::Utc::now().timestamp_millis() - h as i64 * 3_600_000)),
+    let edited_since = match (
+        mode,
+        hours_back,
+        reg.as_ref().and_then(|r| r.watermark.as_deref()),
+    ) {
+        (_, Some(h), _) => Some(iso(
+            chrono::Utc::now().timestamp_millis() - h as i64 * 3_600_000
+        )),
         (Mode::Incremental, None, Some(w)) => ms(w).map(|w| iso(w - OVERLAP_MINUTES * 60_000)),
         _ => None,
     };
@@ -362,14 +442,29 @@ pub fn sync_database(
             (m, None) => m,
             (None, Some(f)) => Some(f),
         };
-        storage::set_watermark(user, &db, wm.map(iso).as_deref(), mode == Mode::Full && complete)?;
+        storage::set_watermark(
+            user,
+            &db,
+            wm.map(iso).as_deref(),
+            mode == Mode::Full && complete,
+        )?;
     }
     let tally = Tally {
         counts: (run.total, run.created, run.updated, run.skipped, deleted),
         errors: std::mem::take(&mut run.errors),
     };
     drop(run);
-    finish(run_id, user, &db, db_name, mode, started, Some(&client), tally, fatal)
+    finish(
+        run_id,
+        user,
+        &db,
+        db_name,
+        mode,
+        started,
+        Some(&client),
+        tally,
+        fatal,
+    )
 }
 
 /// Counts (total, created, updated, skipped, deleted) and per-page errors of a run.
@@ -391,7 +486,9 @@ fn finish(
     tally: Tally,
     fatal: Option<SyncError>,
 ) -> Result<Outcome, SyncError> {
-    let (requests, retries) = client.map(|c| (c.stats.requests as i64, c.stats.retries as i64)).unwrap_or((0, 0));
+    let (requests, retries) = client
+        .map(|c| (c.stats.requests as i64, c.stats.retries as i64))
+        .unwrap_or((0, 0));
     let (total, created, updated, skipped, deleted) = tally.counts;
     let errors = tally.errors;
     let status = if fatal.is_some() {
@@ -418,15 +515,21 @@ fn finish(
     storage::finish_run(run_id, &counts)?;
     storage::record_errors(run_id, user, db, &errors)?;
     if created + updated + deleted > 0 {
-        storage::notify(&json!({"run_id": run_id, "user_id": user, "database_id": db,
-            "created": created, "updated": updated, "deleted": deleted}))?;
+        storage::notify(
+            &json!({"run_id": run_id, "user_id": user, "database_id": db,
+            "created": created, "updated": updated, "deleted": deleted}),
+        )?;
     }
     pgrx::log!(
         "notion_sync: synced {} ({}): total {}, created {}, updated {}, skipped {}, deleted {}, errors {} in {} ms",
         db_name, mode.as_str(), total, created, updated, skipped, deleted, counts.errors, counts.duration_ms
     );
     let raise = match fatal {
-        Some(e @ (SyncError::BadToken(_) | SyncError::NotShared(_) | SyncError::Api(ApiError::Config(_)))) => Some(e),
+        Some(
+            e @ (SyncError::BadToken(_)
+            | SyncError::NotShared(_)
+            | SyncError::Api(ApiError::Config(_))),
+        ) => Some(e),
         _ => None,
     };
     Ok(Outcome {
@@ -448,9 +551,18 @@ mod tests {
     fn ids_with_and_without_dashes_and_urls() {
         let want = "a1b2c3d4-0000-4000-8000-0000000000c1";
         assert_eq!(normalize_id(want).unwrap(), want);
-        assert_eq!(normalize_id("A1B2C3D4000040008000" ).is_err(), true);
-        assert_eq!(normalize_id("a1b2c3d40000400080000000000000c1").unwrap(), want);
-        assert_eq!(normalize_id("https://www.notion.so/acme/Characters-a1b2c3d40000400080000000000000c1?v=123").unwrap(), want);
+        assert_eq!(normalize_id("A1B2C3D4000040008000").is_err(), true);
+        assert_eq!(
+            normalize_id("a1b2c3d40000400080000000000000c1").unwrap(),
+            want
+        );
+        assert_eq!(
+            normalize_id(
+                "https://www.notion.so/acme/Characters-a1b2c3d40000400080000000000000c1?v=123"
+            )
+            .unwrap(),
+            want
+        );
         assert!(normalize_id("not-an-id").is_err());
     }
 

@@ -118,7 +118,10 @@ pub fn check_url(url: &str) -> Result<(), ApiError> {
     }
     if let Some(rest) = url.strip_prefix("http://") {
         let host = rest.split(['/', ':']).next().unwrap_or("");
-        let loopback_ip = host.parse::<std::net::Ipv4Addr>().map(|ip| ip.is_loopback()).unwrap_or(false);
+        let loopback_ip = host
+            .parse::<std::net::Ipv4Addr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false);
         if host == "localhost" || loopback_ip {
             return Ok(());
         }
@@ -164,7 +167,12 @@ impl<'a> Client<'a> {
     }
 
     /// One HTTP exchange on a helper thread; returns (status, Retry-After seconds, body bytes).
-    fn exchange(&self, method: &str, url: &str, body: Option<String>) -> Result<(u16, Option<u64>, Vec<u8>), ApiError> {
+    fn exchange(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Option<u64>, Vec<u8>), ApiError> {
         let req = self
             .agent
             .request(method, url)
@@ -180,7 +188,9 @@ impl<'a> Client<'a> {
             let out = match result {
                 Ok(resp) | Err(ureq::Error::Status(_, resp)) => {
                     let status = resp.status();
-                    let retry_after = resp.header("Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
+                    let retry_after = resp
+                        .header("Retry-After")
+                        .and_then(|v| v.trim().parse::<u64>().ok());
                     let mut buf = Vec::new();
                     match resp.into_reader().take(64 << 20).read_to_end(&mut buf) {
                         Ok(_) => Ok((status, retry_after, buf)),
@@ -203,7 +213,12 @@ impl<'a> Client<'a> {
     }
 
     /// A request with the budget, retries and `Retry-After` applied. `path` starts with `/`.
-    pub fn request(&mut self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
         let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
         let body = body.map(|b| b.to_string());
         let mut attempt: u32 = 0;
@@ -270,7 +285,11 @@ impl<'a> Client<'a> {
         let title = db
             .get("title")
             .and_then(|t| t.as_array())
-            .map(|a| a.iter().filter_map(|i| i.get("plain_text").and_then(|p| p.as_str())).collect::<String>())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i.get("plain_text").and_then(|p| p.as_str()))
+                    .collect::<String>()
+            })
             .unwrap_or_default();
         if self.cfg.version.as_str() < "2025-09-03" {
             return Ok((title, vec![database_id.to_string()]));
@@ -278,7 +297,11 @@ impl<'a> Client<'a> {
         let ids = db
             .get("data_sources")
             .and_then(|d| d.as_array())
-            .map(|a| a.iter().filter_map(|d| d.get("id").and_then(|i| i.as_str()).map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.get("id").and_then(|i| i.as_str()).map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         Ok((title, ids))
     }
@@ -294,7 +317,11 @@ impl<'a> Client<'a> {
     }
 
     /// Every item of a paginated property (relations/people/title/rich_text over 25).
-    pub fn property_items(&mut self, page_id: &str, property_id: &str) -> Result<Vec<Value>, ApiError> {
+    pub fn property_items(
+        &mut self,
+        page_id: &str,
+        property_id: &str,
+    ) -> Result<Vec<Value>, ApiError> {
         let mut out = vec![];
         let mut cursor: Option<String> = None;
         loop {
@@ -307,7 +334,12 @@ impl<'a> Client<'a> {
                 out.push(v);
                 return Ok(out);
             }
-            out.extend(v.get("results").and_then(|r| r.as_array()).cloned().unwrap_or_default());
+            out.extend(
+                v.get("results")
+                    .and_then(|r| r.as_array())
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             cursor = next_cursor(&v);
             if cursor.is_none() {
                 return Ok(out);
@@ -325,7 +357,12 @@ impl<'a> Client<'a> {
                 path.push_str(&format!("&start_cursor={}", urlencode(c)));
             }
             let v = self.get(&path)?;
-            out.extend(v.get("results").and_then(|r| r.as_array()).cloned().unwrap_or_default());
+            out.extend(
+                v.get("results")
+                    .and_then(|r| r.as_array())
+                    .cloned()
+                    .unwrap_or_default(),
+            );
             cursor = next_cursor(&v);
             if cursor.is_none() {
                 return Ok(out);
@@ -340,7 +377,13 @@ impl<'a> Client<'a> {
         Ok(lines.join("\n"))
     }
 
-    fn collect_text(&mut self, id: &str, depth: u32, level: usize, lines: &mut Vec<String>) -> Result<(), ApiError> {
+    fn collect_text(
+        &mut self,
+        id: &str,
+        depth: u32,
+        level: usize,
+        lines: &mut Vec<String>,
+    ) -> Result<(), ApiError> {
         if depth == 0 {
             return Ok(());
         }
@@ -363,13 +406,17 @@ pub fn next_cursor(v: &Value) -> Option<String> {
     if v.get("has_more").and_then(|h| h.as_bool()) != Some(true) {
         return None;
     }
-    v.get("next_cursor").and_then(|c| c.as_str()).map(String::from)
+    v.get("next_cursor")
+        .and_then(|c| c.as_str())
+        .map(String::from)
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -388,7 +435,11 @@ fn backoff(attempt: u32) -> Duration {
 
 /// The query body for one window of a scan: sorted by `created_time` so a capped query can resume
 /// with `on_or_after` the last created minute seen.
-pub fn query_body(edited_since: Option<&str>, created_from: Option<&str>, cursor: Option<&str>) -> Value {
+pub fn query_body(
+    edited_since: Option<&str>,
+    created_from: Option<&str>,
+    cursor: Option<&str>,
+) -> Value {
     let mut filters = vec![];
     if let Some(t) = edited_since {
         filters.push(json!({"timestamp":"last_edited_time","last_edited_time":{"on_or_after": t}}));
@@ -396,7 +447,8 @@ pub fn query_body(edited_since: Option<&str>, created_from: Option<&str>, cursor
     if let Some(t) = created_from {
         filters.push(json!({"timestamp":"created_time","created_time":{"on_or_after": t}}));
     }
-    let mut body = json!({"page_size": 100, "sorts": [{"timestamp":"created_time","direction":"ascending"}]});
+    let mut body =
+        json!({"page_size": 100, "sorts": [{"timestamp":"created_time","direction":"ascending"}]});
     match filters.len() {
         0 => {}
         1 => body["filter"] = filters.pop().unwrap(),
@@ -424,7 +476,12 @@ mod tests {
 
     #[test]
     fn retry_policy() {
-        let http = |status: u16, code: &str| ApiError::Http { status, code: code.into(), message: String::new(), request_id: None };
+        let http = |status: u16, code: &str| ApiError::Http {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+        };
         assert!(http(429, "rate_limited").retryable());
         assert!(!http(429, "public_api_request_blocked").retryable());
         assert!(http(529, "service_overload").retryable());
@@ -438,7 +495,11 @@ mod tests {
 
     #[test]
     fn query_body_windows() {
-        let b = query_body(Some("2026-01-01T00:00:00Z"), Some("2025-01-01T00:00:00Z"), Some("s:abc"));
+        let b = query_body(
+            Some("2026-01-01T00:00:00Z"),
+            Some("2025-01-01T00:00:00Z"),
+            Some("s:abc"),
+        );
         assert_eq!(b["filter"]["and"].as_array().unwrap().len(), 2);
         assert_eq!(b["page_size"], 100);
         assert_eq!(b["start_cursor"], "s:abc");
@@ -460,7 +521,10 @@ mod tests {
                 waited += 1;
             }
         }
-        assert!(waited >= 4, "a burst of 10 at 5 rps must wait for some: {waited}");
+        assert!(
+            waited >= 4,
+            "a burst of 10 at 5 rps must wait for some: {waited}"
+        );
         assert!(take_budget("other", 0.0).is_none());
     }
 }

@@ -33,7 +33,10 @@ fn rich_plain(v: &Value) -> Result<String, String> {
                     .unwrap_or("")
             })
             .collect()),
-        other => Err(format!("expected a rich text array, got {}", kind_of(other))),
+        other => Err(format!(
+            "expected a rich text array, got {}",
+            kind_of(other)
+        )),
     }
 }
 
@@ -91,7 +94,12 @@ pub fn property_value(kind: &str, v: &Value) -> Result<Value, String> {
         "select" | "status" => match v {
             Value::Null => Value::Null,
             Value::Object(o) => o.get("name").cloned().unwrap_or(Value::Null),
-            other => return Err(format!("{kind}: expected an object, got {}", kind_of(other))),
+            other => {
+                return Err(format!(
+                    "{kind}: expected an object, got {}",
+                    kind_of(other)
+                ))
+            }
         },
         "multi_select" => Value::Array(
             expect_array(v, kind)?
@@ -189,7 +197,12 @@ pub fn parse_page(p: &Value) -> Result<Page, String> {
         .to_string();
     let raw_props = match p.get("properties") {
         Some(Value::Object(m)) => m,
-        Some(other) => return Err(format!("page {id}: properties is a {}, not an object", kind_of(other))),
+        Some(other) => {
+            return Err(format!(
+                "page {id}: properties is a {}, not an object",
+                kind_of(other)
+            ))
+        }
         None => return Err(format!("page {id}: no properties")),
     };
     let mut properties = Map::new();
@@ -200,18 +213,29 @@ pub fn parse_page(p: &Value) -> Result<Page, String> {
             .get("type")
             .and_then(|t| t.as_str())
             .ok_or_else(|| format!("page {id}: property {name:?} has no type"))?;
-        let pid = prop.get("id").and_then(|i| i.as_str()).unwrap_or("").to_string();
+        let pid = prop
+            .get("id")
+            .and_then(|i| i.as_str())
+            .unwrap_or("")
+            .to_string();
         let payload = prop.get(kind).unwrap_or(&Value::Null);
-        let value = property_value(kind, payload).map_err(|e| format!("page {id}: property {name:?}: {e}"))?;
+        let value = property_value(kind, payload)
+            .map_err(|e| format!("page {id}: property {name:?}: {e}"))?;
         if kind == "title" {
             title = value.as_str().unwrap_or("").to_string();
         }
         let long = payload.as_array().map(|a| a.len() >= 25).unwrap_or(false);
-        let more = prop.get("has_more").and_then(|h| h.as_bool()).unwrap_or(false);
+        let more = prop
+            .get("has_more")
+            .and_then(|h| h.as_bool())
+            .unwrap_or(false);
         if more || (long && matches!(kind, "title" | "rich_text" | "people" | "relation")) {
             truncated.push((name.clone(), pid.clone(), kind.to_string()));
         }
-        properties.insert(name.clone(), json!({"id": pid, "type": kind, "value": value}));
+        properties.insert(
+            name.clone(),
+            json!({"id": pid, "type": kind, "value": value}),
+        );
     }
     let s = |k: &str| p.get(k).and_then(|v| v.as_str()).map(String::from);
     Ok(Page {
@@ -232,7 +256,12 @@ pub fn parse_page(p: &Value) -> Result<Page, String> {
 
 /// Replaces a truncated value with the complete list read from the property-item endpoint
 /// (`items` are the `results` of every page of that endpoint, in order).
-pub fn complete_property(page: &mut Page, name: &str, kind: &str, items: &[Value]) -> Result<(), String> {
+pub fn complete_property(
+    page: &mut Page,
+    name: &str,
+    kind: &str,
+    items: &[Value],
+) -> Result<(), String> {
     let payloads: Vec<Value> = items
         .iter()
         .map(|i| i.get(kind).cloned().unwrap_or(Value::Null))
@@ -294,7 +323,10 @@ pub fn block_text(block: &Value) -> Option<String> {
         "bulleted_list_item" => format!("- {}", rt("rich_text")),
         "numbered_list_item" => format!("1. {}", rt("rich_text")),
         "to_do" => {
-            let done = body.get("checked").and_then(|c| c.as_bool()).unwrap_or(false);
+            let done = body
+                .get("checked")
+                .and_then(|c| c.as_bool())
+                .unwrap_or(false);
             format!("[{}] {}", if done { "x" } else { " " }, rt("rich_text"))
         }
         "code" => rt("rich_text"),
@@ -326,7 +358,10 @@ pub fn block_text(block: &Value) -> Option<String> {
 /// Whether the reader should descend into this block's children. Child pages are only named: their
 /// content belongs to the child page itself.
 pub fn descend(block: &Value) -> bool {
-    let has = block.get("has_children").and_then(|h| h.as_bool()).unwrap_or(false);
+    let has = block
+        .get("has_children")
+        .and_then(|h| h.as_bool())
+        .unwrap_or(false);
     let kind = block.get("type").and_then(|t| t.as_str()).unwrap_or("");
     has && !matches!(kind, "child_page" | "child_database")
 }
@@ -343,11 +378,32 @@ mod tests {
     #[test]
     fn every_property_type_of_the_recorded_page() {
         let page = parse_page(&fixture("page-all-property-types-2025-09-03.json")).unwrap();
-        let kinds: Vec<&str> = page.properties.values().map(|v| v["type"].as_str().unwrap()).collect();
+        let kinds: Vec<&str> = page
+            .properties
+            .values()
+            .map(|v| v["type"].as_str().unwrap())
+            .collect();
         for k in [
-            "title", "rich_text", "number", "select", "multi_select", "date", "people", "files",
-            "checkbox", "url", "email", "phone_number", "formula", "relation", "rollup",
-            "created_time", "created_by", "last_edited_time", "last_edited_by", "unique_id",
+            "title",
+            "rich_text",
+            "number",
+            "select",
+            "multi_select",
+            "date",
+            "people",
+            "files",
+            "checkbox",
+            "url",
+            "email",
+            "phone_number",
+            "formula",
+            "relation",
+            "rollup",
+            "created_time",
+            "created_by",
+            "last_edited_time",
+            "last_edited_by",
+            "unique_id",
         ] {
             assert!(kinds.contains(&k), "missing {k}");
         }
@@ -361,7 +417,12 @@ mod tests {
             }
         }
         assert!(!page.title.is_empty());
-        assert_eq!(page.created_time.as_deref().map(|t| t.ends_with(":00.000Z")), Some(true));
+        assert_eq!(
+            page.created_time
+                .as_deref()
+                .map(|t| t.ends_with(":00.000Z")),
+            Some(true)
+        );
     }
 
     #[test]
@@ -407,10 +468,20 @@ mod tests {
         let rel: Vec<Value> = (0..25).map(|i| json!({"id": format!("r{i}")})).collect();
         let p = json!({"id":"x","properties":{"Links":{"id":"L%3A","type":"relation","relation":rel,"has_more":true}}});
         let mut page = parse_page(&p).unwrap();
-        assert_eq!(page.truncated, vec![("Links".to_string(), "L%3A".to_string(), "relation".to_string())]);
+        assert_eq!(
+            page.truncated,
+            vec![(
+                "Links".to_string(),
+                "L%3A".to_string(),
+                "relation".to_string()
+            )]
+        );
         let items: Vec<Value> = (0..40).map(|i| json!({"object":"property_item","type":"relation","relation":{"id": format!("r{i}")}})).collect();
         complete_property(&mut page, "Links", "relation", &items).unwrap();
-        assert_eq!(page.properties["Links"]["value"].as_array().unwrap().len(), 40);
+        assert_eq!(
+            page.properties["Links"]["value"].as_array().unwrap().len(),
+            40
+        );
     }
 
     #[test]
@@ -427,10 +498,20 @@ mod tests {
     #[test]
     fn recorded_blocks_render_in_order() {
         let list = fixture("block-children-2022-06-28.trimmed.json");
-        let texts: Vec<String> = list["results"].as_array().unwrap().iter().filter_map(block_text).collect();
+        let texts: Vec<String> = list["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(block_text)
+            .collect();
         assert!(texts.iter().any(|t| t.starts_with("# ")), "{texts:?}");
         assert!(texts.iter().any(|t| t.starts_with("- ")), "{texts:?}");
-        assert!(texts.iter().any(|t| t.starts_with("[ ] ") || t.starts_with("[x] ")), "{texts:?}");
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("[ ] ") || t.starts_with("[x] ")),
+            "{texts:?}"
+        );
         let first_heading = texts.iter().position(|t| t.starts_with("# ")).unwrap();
         let first_bullet = texts.iter().position(|t| t.starts_with("- ")).unwrap();
         assert!(first_heading < first_bullet);

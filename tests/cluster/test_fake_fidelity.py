@@ -19,7 +19,7 @@ ARIA = "c0000000-0000-4000-8000-000000000001"
 def sdk(fake):
     fake.reset()
     fake.admin("DELETE", "faults")
-    return Client(auth="ntn_demo_alice", base_url=fake.url, max_retries=0)
+    return Client(auth="ntn_demo_alice", base_url=fake.url, retry=False)
 
 
 def raw(fake, method, path, body=None, token="ntn_demo_alice", version="2025-09-03"):
@@ -72,11 +72,11 @@ def test_sdk_retrieves_pages_and_block_children(sdk):
 
 
 def test_sdk_sees_notion_error_envelopes(fake):
-    bad = Client(auth="ntn_nope", base_url=fake.url, max_retries=0)
+    bad = Client(auth="ntn_nope", base_url=fake.url, retry=False)
     with pytest.raises(APIResponseError) as e:
         bad.databases.retrieve(database_id=CHARACTERS)
     assert e.value.code == "unauthorized" and e.value.status == 401
-    limited = Client(auth="ntn_demo_limited", base_url=fake.url, max_retries=0)
+    limited = Client(auth="ntn_demo_limited", base_url=fake.url, retry=False)
     with pytest.raises(APIResponseError) as e:
         limited.databases.retrieve(database_id=CHARACTERS)
     assert e.value.code == "object_not_found"

@@ -20,7 +20,10 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
     mac.update(body);
     let out = mac.finalize().into_bytes();
-    format!("sha256={}", out.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        out.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 pub fn handle(fake: &Fake, req: &Request) -> Response {
@@ -48,7 +51,11 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             let Some(path) = body.get("path").and_then(|p| p.as_str()) else {
                 return bad("path required");
             };
-            match std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string())).and_then(|v| Store::load(&v)) {
+            match std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
+                .and_then(|v| Store::load(&v))
+            {
                 Ok(st) => {
                     *fake.store.lock().unwrap() = st;
                     ok(json!({"ok": true}))
@@ -71,7 +78,9 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
                     })).collect::<Vec<_>>()})
                 })
                 .collect();
-            ok(json!({"databases": dbs, "tokens": st.tokens.keys().collect::<Vec<_>>(), "pages": st.pages.len(), "blocks": st.blocks.len()}))
+            ok(
+                json!({"databases": dbs, "tokens": st.tokens.keys().collect::<Vec<_>>(), "pages": st.pages.len(), "blocks": st.blocks.len()}),
+            )
         }
         ("POST", ["data_sources", ds, "pages"]) => {
             let mut st = fake.store.lock().unwrap();
@@ -101,7 +110,11 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
                 let ids = st.create_blocks(&parent, children, store::now_ms());
                 st.pages.get_mut(&id).unwrap().children = ids;
             }
-            let edited = body.get("last_edited_time").and_then(|t| t.as_str()).and_then(parse_time).unwrap_or_else(store::now_ms);
+            let edited = body
+                .get("last_edited_time")
+                .and_then(|t| t.as_str())
+                .and_then(parse_time)
+                .unwrap_or_else(store::now_ms);
             let p = st.pages.get_mut(&id).unwrap();
             if let Some(t) = body.get("in_trash").and_then(|t| t.as_bool()) {
                 p.in_trash = t;
@@ -111,7 +124,12 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             }
             p.edited_ms = edited;
             let moved = p.data_source_id.clone();
-            if !st.ds_pages.get(&moved).map(|l| l.contains(&id)).unwrap_or(true) {
+            if !st
+                .ds_pages
+                .get(&moved)
+                .map(|l| l.contains(&id))
+                .unwrap_or(true)
+            {
                 st.ds_pages.get_mut(&moved).unwrap().push(id.clone());
             }
             st.version += 1;
@@ -120,7 +138,13 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
         }
         ("POST", ["faults"]) => {
             let mut ctl = fake.ctl.lock().unwrap();
-            ctl.faults = body.get("faults").and_then(|f| f.as_array()).into_iter().flatten().map(Fault::from_json).collect();
+            ctl.faults = body
+                .get("faults")
+                .and_then(|f| f.as_array())
+                .into_iter()
+                .flatten()
+                .map(Fault::from_json)
+                .collect();
             if let Some(seed) = body.get("seed").and_then(|s| s.as_u64()) {
                 ctl.set_seed(seed);
             }
@@ -144,11 +168,16 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             if let Some(c) = body.get("query_cap").and_then(|v| v.as_u64()) {
                 ctl.query_cap = c as usize;
             }
-            ok(json!({"rate_limit_rps": ctl.rps, "rate_limit_burst": ctl.burst, "query_cap": ctl.query_cap}))
+            ok(
+                json!({"rate_limit_rps": ctl.rps, "rate_limit_burst": ctl.burst, "query_cap": ctl.query_cap}),
+            )
         }
         ("GET", ["requests"]) => {
             let ctl = fake.ctl.lock().unwrap();
-            let since: usize = req.query_one("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let since: usize = req
+                .query_one("since")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let list: Vec<Value> = ctl.log.iter().skip(since).cloned().collect();
             ok(json!({"count": ctl.log.len(), "requests": list}))
         }
@@ -157,7 +186,10 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             ok(json!({"count": 0}))
         }
         ("POST", ["webhook"]) => webhook(fake, &body),
-        _ => Response::json(404, &json!({"error": format!("no admin route {} {}", req.method, req.path)})),
+        _ => Response::json(
+            404,
+            &json!({"error": format!("no admin route {} {}", req.method, req.path)}),
+        ),
     }
 }
 
@@ -165,11 +197,23 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
 /// "step_ms":n, "children":[blocks]}`. Names are `<prefix> <i>`.
 fn generate(fake: &Fake, ds: &str, body: &Value) -> Response {
     let count = body.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
-    let prefix = body.get("prefix").and_then(|c| c.as_str()).unwrap_or("Page");
-    let start = body.get("created_time").and_then(|t| t.as_str()).and_then(parse_time).unwrap_or_else(store::now_ms);
+    let prefix = body
+        .get("prefix")
+        .and_then(|c| c.as_str())
+        .unwrap_or("Page");
+    let start = body
+        .get("created_time")
+        .and_then(|t| t.as_str())
+        .and_then(parse_time)
+        .unwrap_or_else(store::now_ms);
     let step = body.get("step_ms").and_then(|c| c.as_i64()).unwrap_or(1000);
     let mut st = fake.store.lock().unwrap();
-    let Some(title) = st.data_sources.get(ds).and_then(|d| d.schema.iter().find(|s| s.kind == "title")).map(|s| s.name.clone()) else {
+    let Some(title) = st
+        .data_sources
+        .get(ds)
+        .and_then(|d| d.schema.iter().find(|s| s.kind == "title"))
+        .map(|s| s.name.clone())
+    else {
         return bad("no such data source");
     };
     let base = st.ds_pages[ds].len();
@@ -202,7 +246,14 @@ fn schema_change(fake: &Fake, ds: &str, body: &Value) -> Response {
     if let Some(m) = body.get("rename").and_then(|r| r.as_object()) {
         for (old, new) in m {
             let new = new.as_str().unwrap_or(old).to_string();
-            if let Some(sp) = st.data_sources.get_mut(ds).unwrap().schema.iter_mut().find(|s| &s.name == old) {
+            if let Some(sp) = st
+                .data_sources
+                .get_mut(ds)
+                .unwrap()
+                .schema
+                .iter_mut()
+                .find(|s| &s.name == old)
+            {
                 sp.name = new.clone();
             }
             for id in &page_ids {
@@ -215,7 +266,11 @@ fn schema_change(fake: &Fake, ds: &str, body: &Value) -> Response {
     }
     if let Some(list) = body.get("remove").and_then(|r| r.as_array()) {
         for name in list.iter().filter_map(|n| n.as_str()) {
-            st.data_sources.get_mut(ds).unwrap().schema.retain(|s| s.name != name);
+            st.data_sources
+                .get_mut(ds)
+                .unwrap()
+                .schema
+                .retain(|s| s.name != name);
             for id in &page_ids {
                 st.pages.get_mut(id).unwrap().values.remove(name);
             }
@@ -225,7 +280,12 @@ fn schema_change(fake: &Fake, ds: &str, body: &Value) -> Response {
         // Reuse the seed loader for the id and config of new properties.
         let seed = json!({"databases":[{"id": "00000000-0000-4000-8000-000000000000", "data_sources":[{"id": ds, "properties": m}]}]});
         if let Ok(tmp) = Store::load(&seed) {
-            let added: Vec<_> = tmp.data_sources[ds].schema.iter().filter(|s| s.kind != "title" || m.contains_key(&s.name)).cloned().collect();
+            let added: Vec<_> = tmp.data_sources[ds]
+                .schema
+                .iter()
+                .filter(|s| s.kind != "title" || m.contains_key(&s.name))
+                .cloned()
+                .collect();
             st.data_sources.get_mut(ds).unwrap().schema.extend(added);
         }
     }
@@ -238,15 +298,28 @@ fn schema_change(fake: &Fake, ds: &str, body: &Value) -> Response {
 /// Builds a signed webhook event the way Notion sends it:
 /// `{"type":"page.properties_updated","entity_id":"…","secret":"…","id"?,"timestamp"?,"attempt_number"?}`.
 fn webhook(fake: &Fake, body: &Value) -> Response {
-    let kind = body.get("type").and_then(|t| t.as_str()).unwrap_or("page.properties_updated");
-    let entity = body.get("entity_id").and_then(|t| t.as_str()).map(norm_id).unwrap_or_default();
+    let kind = body
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("page.properties_updated");
+    let entity = body
+        .get("entity_id")
+        .and_then(|t| t.as_str())
+        .map(norm_id)
+        .unwrap_or_default();
     let secret = body.get("secret").and_then(|t| t.as_str()).unwrap_or("");
     let st = fake.store.lock().unwrap();
     let (entity_type, parent) = if let Some(p) = st.pages.get(&entity) {
         let ds = &st.data_sources[&p.data_source_id];
-        ("page", json!({"id": ds.database_id, "type": "database", "data_source_id": ds.id}))
+        (
+            "page",
+            json!({"id": ds.database_id, "type": "database", "data_source_id": ds.id}),
+        )
     } else if let Some(ds) = st.data_sources.get(&entity) {
-        ("data_source", json!({"id": ds.database_id, "type": "database"}))
+        (
+            "data_source",
+            json!({"id": ds.database_id, "type": "database"}),
+        )
     } else {
         ("database", json!({"id": entity, "type": "workspace"}))
     };

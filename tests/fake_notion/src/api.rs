@@ -143,7 +143,11 @@ pub fn error(status: u16, code: &str, message: &str) -> Response {
 }
 
 fn request_id() -> String {
-    store::uuid_from(&format!("req:{}:{:?}", store::now_ms(), std::thread::current().id()))
+    store::uuid_from(&format!(
+        "req:{}:{:?}",
+        store::now_ms(),
+        std::thread::current().id()
+    ))
 }
 
 fn not_found(kind: &str, id: &str) -> Response {
@@ -174,7 +178,10 @@ impl Fake {
             return (Reply::Send(r), s);
         }
         // Faults and rate limits apply after auth, like the real service.
-        let token = match req.header("authorization").and_then(|a| a.strip_prefix("Bearer ")) {
+        let token = match req
+            .header("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+        {
             Some(t) => t.trim().to_string(),
             None => {
                 return send(error(401, "unauthorized", "API token is invalid."));
@@ -188,7 +195,13 @@ impl Fake {
                 return send(error(400, "missing_version", "Notion-Version header failed validation: Notion-Version header should be defined, instead was `undefined`."));
             }
             Some(v) if !VERSIONS.contains(&v) => {
-                return send(error(400, "validation_error", &format!("Notion-Version header failed validation: {v} is not a supported version.")));
+                return send(error(
+                    400,
+                    "validation_error",
+                    &format!(
+                        "Notion-Version header failed validation: {v} is not a supported version."
+                    ),
+                ));
             }
             Some(v) => v.to_string(),
         };
@@ -196,8 +209,12 @@ impl Fake {
             let mut ctl = self.ctl.lock().unwrap();
             if let Err(wait) = ctl.take(&token) {
                 drop(ctl);
-                let r = error(429, "rate_limited", "You have been rate limited. Please try again in a few minutes.")
-                    .with_header("Retry-After", &wait.to_string());
+                let r = error(
+                    429,
+                    "rate_limited",
+                    "You have been rate limited. Please try again in a few minutes.",
+                )
+                .with_header("Retry-After", &wait.to_string());
                 return (Reply::Send(r), 429);
             }
             ctl.pick_fault(req)
@@ -264,7 +281,10 @@ impl Fake {
             }
         }
         let rid = request_id();
-        (Reply::Send(r.with_header("x-notion-request-id", &rid)), status)
+        (
+            Reply::Send(r.with_header("x-notion-request-id", &rid)),
+            status,
+        )
     }
 
     fn notion(&self, req: &Request, token: &str, version: &str) -> Response {
@@ -274,7 +294,13 @@ impl Fake {
         } else {
             match serde_json::from_slice(&req.body) {
                 Ok(v) => v,
-                Err(e) => return error(400, "invalid_json", &format!("Error parsing JSON body: {e}")),
+                Err(e) => {
+                    return error(
+                        400,
+                        "invalid_json",
+                        &format!("Error parsing JSON body: {e}"),
+                    )
+                }
             }
         };
         let new_api = version != "2022-06-28";
@@ -283,7 +309,9 @@ impl Fake {
                 let st = self.store.lock().unwrap();
                 let id = norm_id(id);
                 match st.databases.get(&id) {
-                    Some(db) if st.can_read_db(token, &id) => Response::json(200, &st.database_json(db, version)),
+                    Some(db) if st.can_read_db(token, &id) => {
+                        Response::json(200, &st.database_json(db, version))
+                    }
                     _ => not_found("database", &id),
                 }
             }
@@ -291,7 +319,9 @@ impl Fake {
                 let st = self.store.lock().unwrap();
                 let id = norm_id(id);
                 match st.data_sources.get(&id) {
-                    Some(ds) if st.can_read_ds(token, &id) => Response::json(200, &st.data_source_json(ds)),
+                    Some(ds) if st.can_read_ds(token, &id) => {
+                        Response::json(200, &st.data_source_json(ds))
+                    }
                     _ => not_found("data_source", &id),
                 }
             }
@@ -328,8 +358,12 @@ impl Fake {
                     _ => not_found("page", &id),
                 }
             }
-            ("GET", ["v1", "pages", id, "properties", pid]) => self.property_item(req, token, &norm_id(id), pid),
-            ("GET", ["v1", "blocks", id, "children"]) => self.children(req, token, version, &norm_id(id)),
+            ("GET", ["v1", "pages", id, "properties", pid]) => {
+                self.property_item(req, token, &norm_id(id), pid)
+            }
+            ("GET", ["v1", "blocks", id, "children"]) => {
+                self.children(req, token, version, &norm_id(id))
+            }
             ("POST", ["v1", "search"]) => self.search(token, version, &body),
             _ => error(400, "invalid_request_url", "Invalid request URL."),
         }
@@ -345,7 +379,15 @@ impl Fake {
         }
     }
 
-    fn query(&self, req: &Request, token: &str, version: &str, ds_id: &str, body: &Value, list_type: &str) -> Response {
+    fn query(
+        &self,
+        req: &Request,
+        token: &str,
+        version: &str,
+        ds_id: &str,
+        body: &Value,
+        list_type: &str,
+    ) -> Response {
         let size = match Self::page_size(body.get("page_size")) {
             Ok(n) => n,
             Err(r) => return r,
@@ -359,7 +401,10 @@ impl Fake {
         }
         let cached = {
             let ctl = self.ctl.lock().unwrap();
-            ctl.cache.get(&key).filter(|(v, _)| *v == st.version).map(|(_, l)| l.clone())
+            ctl.cache
+                .get(&key)
+                .filter(|(v, _)| *v == st.version)
+                .map(|(_, l)| l.clone())
         };
         let list = match cached {
             Some(l) => l,
@@ -368,7 +413,11 @@ impl Fake {
                     Ok(l) => Arc::new(l),
                     Err(msg) => return error(400, "validation_error", &msg),
                 };
-                self.ctl.lock().unwrap().cache.insert(key.clone(), (st.version, l.clone()));
+                self.ctl
+                    .lock()
+                    .unwrap()
+                    .cache
+                    .insert(key.clone(), (st.version, l.clone()));
                 l
             }
         };
@@ -377,12 +426,22 @@ impl Fake {
             None => 0,
             Some(c) => match decode_cursor(c) {
                 Some(o) => o,
-                None => return error(400, "validation_error", "body failed validation: body.start_cursor should be a valid cursor."),
+                None => {
+                    return error(
+                        400,
+                        "validation_error",
+                        "body failed validation: body.start_cursor should be a valid cursor.",
+                    )
+                }
             },
         };
         let limit = list.len().min(cap);
         let end = (offset + size).min(limit);
-        let only = req.query.get("filter_properties[]").or_else(|| req.query.get("filter_properties")).map(|v| v.as_slice());
+        let only = req
+            .query
+            .get("filter_properties[]")
+            .or_else(|| req.query.get("filter_properties"))
+            .map(|v| v.as_slice());
         let results: Vec<Value> = list[offset.min(end)..end]
             .iter()
             .map(|id| st.page_json(&st.pages[id], version, only))
@@ -395,14 +454,19 @@ impl Fake {
             "request_id": request_id(),
         });
         if list.len() > cap {
-            out["request_status"] = json!({"type":"incomplete","incomplete_reason":"query_result_limit_reached"});
+            out["request_status"] =
+                json!({"type":"incomplete","incomplete_reason":"query_result_limit_reached"});
         }
         Response::json(200, &out)
     }
 
     fn property_item(&self, req: &Request, token: &str, page_id: &str, pid: &str) -> Response {
         let st = self.store.lock().unwrap();
-        let Some(p) = st.pages.get(page_id).filter(|p| st.can_read_ds(token, &p.data_source_id)) else {
+        let Some(p) = st
+            .pages
+            .get(page_id)
+            .filter(|p| st.can_read_ds(token, &p.data_source_id))
+        else {
             return not_found("page", page_id);
         };
         let ds = &st.data_sources[&p.data_source_id];
@@ -410,11 +474,19 @@ impl Fake {
             return not_found("property", &percent_decode(pid));
         };
         let full = match sp.kind.as_str() {
-            "created_time" | "last_edited_time" | "created_by" | "last_edited_by" => st.property_json(p, sp)[sp.kind.as_str()].clone(),
+            "created_time" | "last_edited_time" | "created_by" | "last_edited_by" => {
+                st.property_json(p, sp)[sp.kind.as_str()].clone()
+            }
             _ => p.values.get(&sp.name).cloned().unwrap_or(Value::Null),
         };
-        if !matches!(sp.kind.as_str(), "title" | "rich_text" | "relation" | "people") {
-            return Response::json(200, &json!({"object":"property_item","id":sp.id,"type":sp.kind, sp.kind.as_str(): full}));
+        if !matches!(
+            sp.kind.as_str(),
+            "title" | "rich_text" | "relation" | "people"
+        ) {
+            return Response::json(
+                200,
+                &json!({"object":"property_item","id":sp.id,"type":sp.kind, sp.kind.as_str(): full}),
+            );
         }
         let size = match Self::page_size(req.query_one("page_size").map(|s| json!(s)).as_ref()) {
             Ok(n) => n,
@@ -424,7 +496,13 @@ impl Fake {
             None => 0,
             Some(c) => match decode_cursor(c) {
                 Some(o) => o,
-                None => return error(400, "validation_error", "start_cursor should be a valid cursor."),
+                None => {
+                    return error(
+                        400,
+                        "validation_error",
+                        "start_cursor should be a valid cursor.",
+                    )
+                }
             },
         };
         let items = full.as_array().cloned().unwrap_or_default();
@@ -435,17 +513,25 @@ impl Fake {
             .collect();
         let has_more = end < items.len();
         let next_url = if has_more {
-            json!(format!("https://api.notion.com/v1/pages/{}/properties/{}?start_cursor={}", page_id, sp.id, encode_cursor(end)))
+            json!(format!(
+                "https://api.notion.com/v1/pages/{}/properties/{}?start_cursor={}",
+                page_id,
+                sp.id,
+                encode_cursor(end)
+            ))
         } else {
             Value::Null
         };
         let mut pi = json!({"id":sp.id,"type":sp.kind,"next_url":next_url});
         pi[sp.kind.as_str()] = json!({});
-        Response::json(200, &json!({
-            "object":"list","results":results,
-            "next_cursor": if has_more { json!(encode_cursor(end)) } else { Value::Null },
-            "has_more":has_more,"type":"property_item","property_item":pi,"request_id":request_id(),
-        }))
+        Response::json(
+            200,
+            &json!({
+                "object":"list","results":results,
+                "next_cursor": if has_more { json!(encode_cursor(end)) } else { Value::Null },
+                "has_more":has_more,"type":"property_item","property_item":pi,"request_id":request_id(),
+            }),
+        )
     }
 
     fn children(&self, req: &Request, token: &str, version: &str, id: &str) -> Response {
@@ -469,7 +555,13 @@ impl Fake {
             None => 0,
             Some(c) => match kids.iter().position(|k| *k == norm_id(c)) {
                 Some(o) => o,
-                None => return error(400, "validation_error", "start_cursor should be a valid block id."),
+                None => {
+                    return error(
+                        400,
+                        "validation_error",
+                        "start_cursor should be a valid block id.",
+                    )
+                }
             },
         };
         let end = (offset + size).min(kids.len());
@@ -478,11 +570,14 @@ impl Fake {
             .map(|k| st.block_json(&st.blocks[k], version))
             .collect();
         let has_more = end < kids.len();
-        Response::json(200, &json!({
-            "object":"list","results":results,
-            "next_cursor": if has_more { json!(kids[end]) } else { Value::Null },
-            "has_more":has_more,"type":"block","block":{},"request_id":request_id(),
-        }))
+        Response::json(
+            200,
+            &json!({
+                "object":"list","results":results,
+                "next_cursor": if has_more { json!(kids[end]) } else { Value::Null },
+                "has_more":has_more,"type":"block","block":{},"request_id":request_id(),
+            }),
+        )
     }
 
     fn search(&self, token: &str, version: &str, body: &Value) -> Response {
@@ -490,9 +585,20 @@ impl Fake {
             Ok(n) => n,
             Err(r) => return r,
         };
-        let q = body.get("query").and_then(|v| v.as_str()).unwrap_or("").to_lowercase();
-        let want = body.get("filter").and_then(|f| f.get("value")).and_then(|v| v.as_str());
-        let container = if version == "2022-06-28" { "database" } else { "data_source" };
+        let q = body
+            .get("query")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_lowercase();
+        let want = body
+            .get("filter")
+            .and_then(|f| f.get("value"))
+            .and_then(|v| v.as_str());
+        let container = if version == "2022-06-28" {
+            "database"
+        } else {
+            "data_source"
+        };
         if let Some(w) = want {
             if w != "page" && w != container {
                 return error(400, "validation_error", &format!("body failed validation: body.filter.value should be `\"page\"` or `\"{container}\"`, instead was `\"{w}\"`."));
@@ -522,23 +628,44 @@ impl Fake {
         }
         if want != Some(container) {
             for p in st.pages.values() {
-                if !p.in_trash && st.can_read_ds(token, &p.data_source_id) && st.page_title(p).to_lowercase().contains(&q) {
+                if !p.in_trash
+                    && st.can_read_ds(token, &p.data_source_id)
+                    && st.page_title(p).to_lowercase().contains(&q)
+                {
                     hits.push((p.edited_ms, st.page_json(p, version, None)));
                 }
             }
         }
-        let asc = body.get("sort").and_then(|s| s.get("direction")).and_then(|d| d.as_str()) == Some("ascending");
-        hits.sort_by(|a, b| if asc { a.0.cmp(&b.0) } else { b.0.cmp(&a.0) }.then_with(|| a.1["id"].as_str().cmp(&b.1["id"].as_str())));
-        let offset = body.get("start_cursor").and_then(|c| c.as_str()).and_then(decode_cursor).unwrap_or(0);
+        let asc = body
+            .get("sort")
+            .and_then(|s| s.get("direction"))
+            .and_then(|d| d.as_str())
+            == Some("ascending");
+        hits.sort_by(|a, b| {
+            if asc { a.0.cmp(&b.0) } else { b.0.cmp(&a.0) }
+                .then_with(|| a.1["id"].as_str().cmp(&b.1["id"].as_str()))
+        });
+        let offset = body
+            .get("start_cursor")
+            .and_then(|c| c.as_str())
+            .and_then(decode_cursor)
+            .unwrap_or(0);
         let end = (offset + size).min(hits.len());
         let has_more = end < hits.len();
         let results: Vec<Value> = hits.drain(offset.min(end)..end).map(|h| h.1).collect();
-        let list_type = if version == "2022-06-28" { "page_or_database" } else { "page_or_data_source" };
-        Response::json(200, &json!({
-            "object":"list","results":results,
-            "next_cursor": if has_more { json!(encode_cursor(end)) } else { Value::Null },
-            "has_more":has_more,"type":list_type, list_type:{},"request_id":request_id(),
-        }))
+        let list_type = if version == "2022-06-28" {
+            "page_or_database"
+        } else {
+            "page_or_data_source"
+        };
+        Response::json(
+            200,
+            &json!({
+                "object":"list","results":results,
+                "next_cursor": if has_more { json!(encode_cursor(end)) } else { Value::Null },
+                "has_more":has_more,"type":list_type, list_type:{},"request_id":request_id(),
+            }),
+        )
     }
 }
 
@@ -549,7 +676,11 @@ fn send(r: Response) -> (Reply, u16) {
 
 /// Cursors are opaque strings to clients; inside they carry an offset.
 fn encode_cursor(offset: usize) -> String {
-    format!("s:{}:{:08x}", store::uuid_from(&format!("cursor{offset}")), offset)
+    format!(
+        "s:{}:{:08x}",
+        store::uuid_from(&format!("cursor{offset}")),
+        offset
+    )
 }
 fn decode_cursor(c: &str) -> Option<usize> {
     let hex = c.strip_prefix("s:")?.rsplit(':').next()?;
@@ -590,7 +721,9 @@ fn ordered(st: &Store, ds_id: &str, filter: &Value, sorts: &Value) -> Result<Vec
             let o = match k.as_str() {
                 "created_time" => round_minute(a.created_ms).cmp(&round_minute(b.created_ms)),
                 "last_edited_time" => round_minute(a.edited_ms).cmp(&round_minute(b.edited_ms)),
-                prop => sort_value(st, a, prop).partial_cmp(&sort_value(st, b, prop)).unwrap_or(std::cmp::Ordering::Equal),
+                prop => sort_value(st, a, prop)
+                    .partial_cmp(&sort_value(st, b, prop))
+                    .unwrap_or(std::cmp::Ordering::Equal),
             };
             let o = if *desc { o.reverse() } else { o };
             if o != std::cmp::Ordering::Equal {
@@ -599,7 +732,10 @@ fn ordered(st: &Store, ds_id: &str, filter: &Value, sorts: &Value) -> Result<Vec
         }
         if sort_keys.is_empty() {
             // Notion's default order is newest first.
-            return b.created_ms.cmp(&a.created_ms).then_with(|| a.id.cmp(&b.id));
+            return b
+                .created_ms
+                .cmp(&a.created_ms)
+                .then_with(|| a.id.cmp(&b.id));
         }
         a.id.cmp(&b.id)
     });
@@ -620,7 +756,12 @@ fn sort_value(st: &Store, p: &store::Page, prop: &str) -> SortVal {
     let _ = st;
     SortVal::Text(match &v {
         Value::Array(_) => store::plain_text(&v),
-        Value::Object(o) => o.get("name").or_else(|| o.get("start")).and_then(|x| x.as_str()).unwrap_or("").to_string(),
+        Value::Object(o) => o
+            .get("name")
+            .or_else(|| o.get("start"))
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_string(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     })
@@ -632,7 +773,9 @@ fn matches(st: &Store, p: &store::Page, f: &Value, depth: usize) -> Result<bool,
             if depth >= 2 {
                 return Err("body failed validation: filters may nest at most two levels.".into());
             }
-            let list = list.as_array().ok_or(format!("body.filter.{op} should be an array."))?;
+            let list = list
+                .as_array()
+                .ok_or(format!("body.filter.{op} should be an array."))?;
             let mut acc = op == "and";
             for sub in list {
                 let r = matches(st, p, sub, depth + 1)?;
@@ -643,14 +786,22 @@ fn matches(st: &Store, p: &store::Page, f: &Value, depth: usize) -> Result<bool,
     }
     if let Some(ts) = f.get("timestamp").and_then(|t| t.as_str()) {
         if f.get("property").is_some() {
-            return Err("body failed validation: a timestamp filter must not carry `property`.".into());
+            return Err(
+                "body failed validation: a timestamp filter must not carry `property`.".into(),
+            );
         }
         let value = match ts {
             "created_time" => round_minute(p.created_ms),
             "last_edited_time" => round_minute(p.edited_ms),
-            other => return Err(format!("body failed validation: unknown timestamp `{other}`.")),
+            other => {
+                return Err(format!(
+                    "body failed validation: unknown timestamp `{other}`."
+                ))
+            }
         };
-        let cond = f.get(ts).ok_or(format!("body failed validation: body.filter.{ts} should be defined."))?;
+        let cond = f.get(ts).ok_or(format!(
+            "body failed validation: body.filter.{ts} should be defined."
+        ))?;
         return date_cond(value, cond);
     }
     if let Some(name) = f.get("property").and_then(|t| t.as_str()) {
@@ -688,36 +839,49 @@ fn matches(st: &Store, p: &store::Page, f: &Value, depth: usize) -> Result<bool,
             }
             "title" | "rich_text" => {
                 let text = store::plain_text(&v).to_lowercase();
-                Ok(if let Some(c) = cond.get("contains").and_then(|c| c.as_str()) {
-                    text.contains(&c.to_lowercase())
-                } else if let Some(e) = cond.get("equals").and_then(|c| c.as_str()) {
-                    text == e.to_lowercase()
-                } else {
-                    true
-                })
+                Ok(
+                    if let Some(c) = cond.get("contains").and_then(|c| c.as_str()) {
+                        text.contains(&c.to_lowercase())
+                    } else if let Some(e) = cond.get("equals").and_then(|c| c.as_str()) {
+                        text == e.to_lowercase()
+                    } else {
+                        true
+                    },
+                )
             }
             "select" | "status" => {
                 let name = v.get("name").and_then(|n| n.as_str());
-                Ok(cond.get("equals").and_then(|e| e.as_str()).map(|e| name == Some(e)).unwrap_or(true))
+                Ok(cond
+                    .get("equals")
+                    .and_then(|e| e.as_str())
+                    .map(|e| name == Some(e))
+                    .unwrap_or(true))
             }
             "date" => match v.get("start").and_then(|s| s.as_str()).and_then(parse_time) {
                 Some(t) => date_cond(t, cond),
                 None => Ok(cond.get("is_empty").is_some()),
             },
-            other => Err(format!("body failed validation: filter type `{other}` is not supported by this fake.")),
+            other => Err(format!(
+                "body failed validation: filter type `{other}` is not supported by this fake."
+            )),
         };
     }
-    Err("body failed validation: body.filter should be a timestamp, property or compound filter.".into())
+    Err(
+        "body failed validation: body.filter should be a timestamp, property or compound filter."
+            .into(),
+    )
 }
 
 fn date_cond(value: i64, cond: &Value) -> Result<bool, String> {
-    let obj = cond.as_object().ok_or("date filter condition should be an object.")?;
+    let obj = cond
+        .as_object()
+        .ok_or("date filter condition should be an object.")?;
     let mut ok = true;
     for (op, x) in obj {
         let t = || {
-            x.as_str()
-                .and_then(parse_time)
-                .ok_or(format!("body failed validation: `{x}` is not a valid ISO 8601 date."))
+            x.as_str().and_then(parse_time).ok_or(format!(
+                "body failed validation: `{x}` is not a valid ISO 8601 date."
+            ))
         };
         ok &= match op.as_str() {
             "equals" => value == t()?,
@@ -727,7 +891,9 @@ fn date_cond(value: i64, cond: &Value) -> Result<bool, String> {
             "on_or_after" => value >= t()?,
             "is_empty" => false,
             "is_not_empty" => true,
-            other => return Err(format!("body failed validation: date operator `{other}` is not supported by this fake.")),
+            other => return Err(format!(
+                "body failed validation: date operator `{other}` is not supported by this fake."
+            )),
         };
     }
     Ok(ok)

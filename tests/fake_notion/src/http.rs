@@ -163,7 +163,10 @@ fn connection<H: Fn(Request) -> Reply>(mut stream: TcpStream, handler: &H) -> st
                     buf.extend_from_slice(&chunk[..n]);
                 }
                 Err(_) => {
-                    let r = Response::json(400, &serde_json::json!({"object":"error","status":400,"code":"invalid_request","message":"Malformed HTTP request."}));
+                    let r = Response::json(
+                        400,
+                        &serde_json::json!({"object":"error","status":400,"code":"invalid_request","message":"Malformed HTTP request."}),
+                    );
                     write_response(&mut stream, &r, None, true)?;
                     return Ok(());
                 }

@@ -378,8 +378,10 @@ impl Store {
             },
             "date" => match v {
                 Value::String(s) => json!({"start":s,"end":null,"time_zone":null}),
-                Value::Object(m) => json!({"start":m.get("start"),"end":m.get("end").cloned().unwrap_or(Value::Null),
-                    "time_zone":m.get("time_zone").cloned().unwrap_or(Value::Null)}),
+                Value::Object(m) => {
+                    json!({"start":m.get("start"),"end":m.get("end").cloned().unwrap_or(Value::Null),
+                    "time_zone":m.get("time_zone").cloned().unwrap_or(Value::Null)})
+                }
                 other => other.clone(),
             },
             "people" => Value::Array(
@@ -443,7 +445,10 @@ impl Store {
             let Some(prop) = schema.iter().find(|p| &p.name == name || &p.id == name) else {
                 return Err(format!("{name} is not a property that exists."));
             };
-            if let Some(raw) = v.get("raw").filter(|_| v.as_object().map(|o| o.len()) == Some(1)) {
+            if let Some(raw) = v
+                .get("raw")
+                .filter(|_| v.as_object().map(|o| o.len()) == Some(1))
+            {
                 self.pages
                     .get_mut(page_id)
                     .unwrap()
@@ -504,10 +509,7 @@ impl Store {
                 children: vec![],
             },
         );
-        self.ds_pages
-            .get_mut(ds_id)
-            .unwrap()
-            .push(id.clone());
+        self.ds_pages.get_mut(ds_id).unwrap().push(id.clone());
         // Every schema property has a value, as in Notion (empty when not given).
         let schema = self.data_sources[ds_id].schema.clone();
         let mut props = p
@@ -568,7 +570,11 @@ impl Store {
                     json!({"expression": b.get("expression").and_then(|v|v.as_str()).unwrap_or("")})
                 }
                 "table" => {
-                    let rows = b.get("rows").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+                    let rows = b
+                        .get("rows")
+                        .and_then(|v| v.as_array())
+                        .cloned()
+                        .unwrap_or_default();
                     let width = rows
                         .first()
                         .and_then(|r| r.as_array())
@@ -597,7 +603,11 @@ impl Store {
             let me = json!({"type":"block_id","block_id":id});
             let mut children = vec![];
             if kind == "table" {
-                let rows = b.get("rows").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+                let rows = b
+                    .get("rows")
+                    .and_then(|v| v.as_array())
+                    .cloned()
+                    .unwrap_or_default();
                 let row_blocks: Vec<Value> = rows
                     .iter()
                     .map(|r| {
@@ -683,7 +693,10 @@ impl Store {
             _ => p.values.get(&sp.name).cloned().unwrap_or(Value::Null),
         };
         let mut obj = json!({"id": sp.id, "type": sp.kind});
-        if matches!(sp.kind.as_str(), "title" | "rich_text" | "people" | "relation") {
+        if matches!(
+            sp.kind.as_str(),
+            "title" | "rich_text" | "people" | "relation"
+        ) {
             let mut more = false;
             if let Some(a) = value.as_array_mut() {
                 if a.len() > 25 {
@@ -704,7 +717,10 @@ impl Store {
         let mut props = Map::new();
         for sp in &ds.schema {
             if let Some(list) = only {
-                if !list.iter().any(|f| f == &sp.id || f == &sp.name || percent_eq(f, &sp.id)) {
+                if !list
+                    .iter()
+                    .any(|f| f == &sp.id || f == &sp.name || percent_eq(f, &sp.id))
+                {
                     continue;
                 }
             }
@@ -825,7 +841,10 @@ fn option(name: &str, config: &Value) -> Value {
     let color = config
         .get("options")
         .and_then(|o| o.as_array())
-        .and_then(|a| a.iter().find(|o| o.get("name").and_then(|n| n.as_str()) == Some(name)))
+        .and_then(|a| {
+            a.iter()
+                .find(|o| o.get("name").and_then(|n| n.as_str()) == Some(name))
+        })
         .and_then(|o| o.get("color").cloned())
         .unwrap_or(json!("default"));
     json!({"id": property_id(&format!("opt:{name}")), "name": name, "color": color})

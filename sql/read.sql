@@ -1,0 +1,105 @@
+-- Read path. SECURITY INVOKER on purpose: row-level security decides what a caller sees, so a role
+-- can only read its own user's rows whatever p_user_id it passes. pg_trgm's schema is found at
+-- install time, so every call stays schema-qualified.
+DO $do$
+DECLARE
+  trgm text := (SELECT e.extnamespace::regnamespace::text FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_trgm');
+BEGIN
+  EXECUTE pg_catalog.format($f$
+CREATE FUNCTION notion_sync.get_notion_character(p_user_id text, p_character_name text)
+RETURNS TABLE (notion_page_id text, name text, description text, properties jsonb, url text, match_score real)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT c.notion_page_id, c.name, c.description, c.properties, c.url,
+         (CASE
+            WHEN p_character_name IS NULL THEN 1.0
+            WHEN lower(c.name) = lower(p_character_name) THEN 1.0
+            WHEN starts_with(lower(c.name), lower(p_character_name)) THEN 0.9
+            WHEN strpos(lower(c.name), lower(p_character_name)) > 0 THEN 0.8
+            ELSE 0.7 * %1$s.similarity(lower(c.name), lower(p_character_name))
+          END)::real AS match_score
+    FROM notion_sync.notion_characters_sync c
+   WHERE c.user_id = p_user_id AND NOT c.in_trash
+     AND (p_character_name IS NULL
+          OR lower(c.name) OPERATOR(%1$s.%%) lower(p_character_name)
+          OR strpos(lower(c.name), lower(p_character_name)) > 0)
+   ORDER BY match_score DESC, c.name
+$$ $f$, trgm);
+END
+$do$;
+
+CREATE FUNCTION notion_sync.search_notion_content(p_user_id text, p_search_query text, p_limit int DEFAULT 20)
+RETURNS TABLE (source_table text, notion_page_id text, title text, content text, relevance_score real, url text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH q AS (SELECT websearch_to_tsquery('pg_catalog.english'::regconfig, p_search_query) AS q),
+  hits AS (
+    SELECT * FROM (
+      SELECT 'notion_characters_sync'::text AS source_table, t.notion_page_id, t.name AS title,
+             concat_ws(E'\n', t.description, t.body) AS doc, ts_rank(t.search_vector, q.q) AS score, t.url
+        FROM notion_sync.notion_characters_sync t, q
+       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
+      UNION ALL
+      SELECT 'notion_worlds_sync', t.notion_page_id, t.name, concat_ws(E'\n', t.description, t.body),
+             ts_rank(t.search_vector, q.q), t.url
+        FROM notion_sync.notion_worlds_sync t, q
+       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
+      UNION ALL
+      SELECT 'notion_stories_sync', t.notion_page_id, t.title, concat_ws(E'\n', t.content, t.body),
+             ts_rank(t.search_vector, q.q), t.url
+        FROM notion_sync.notion_stories_sync t, q
+       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
+      UNION ALL
+      SELECT 'notion_chat_sessions_sync', t.notion_page_id, t.title, concat_ws(E'\n', t.transcript, t.body),
+             ts_rank(t.search_vector, q.q), t.url
+        FROM notion_sync.notion_chat_sessions_sync t, q
+       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
+      UNION ALL
+      SELECT 'notion_pages_sync', t.notion_page_id, t.title, concat_ws(E'\n', t.description, t.body),
+             ts_rank(t.search_vector, q.q), t.url
+        FROM notion_sync.notion_pages_sync t, q
+       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
+    ) all_hits
+    ORDER BY score DESC, title
+    LIMIT greatest(coalesce(p_limit, 20), 0))
+  -- Snippets only for the rows returned.
+  SELECT h.source_table, h.notion_page_id, h.title,
+         ts_headline('pg_catalog.english'::regconfig, coalesce(nullif(h.doc, ''), h.title), q.q,
+                     'MaxWords=30, MinWords=10, StartSel=**, StopSel=**'),
+         h.score::real, h.url
+    FROM hits h, q
+   ORDER BY h.score DESC, h.title
+$$;
+
+-- Run history and status, per database (the worker adds schedules and next runs).
+CREATE FUNCTION notion_sync.status(p_user_id text DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH t(tbl, total, with_content, last_updated) AS (
+    SELECT 'notion_characters_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
+      FROM notion_sync.notion_characters_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
+    UNION ALL SELECT 'notion_worlds_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
+      FROM notion_sync.notion_worlds_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
+    UNION ALL SELECT 'notion_stories_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
+      FROM notion_sync.notion_stories_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
+    UNION ALL SELECT 'notion_chat_sessions_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
+      FROM notion_sync.notion_chat_sessions_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
+    UNION ALL SELECT 'notion_pages_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
+      FROM notion_sync.notion_pages_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash)
+  SELECT jsonb_build_object(
+    'tables', (SELECT jsonb_object_agg(tbl, jsonb_build_object('total', total, 'with_content', with_content,
+                                                                'last_updated', last_updated)) FROM t),
+    'last_runs', (SELECT coalesce(jsonb_agg(r ORDER BY r.run_id DESC), '[]'::jsonb) FROM (
+        SELECT run_id, database_name, mode, status, total, created, updated, skipped, deleted, errors,
+               duration_ms, finished_at
+          FROM notion_sync.sync_runs WHERE p_user_id IS NULL OR user_id = p_user_id
+         ORDER BY run_id DESC LIMIT 5) r))
+$$;
+
+GRANT EXECUTE ON FUNCTION notion_sync.get_notion_character(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.search_notion_content(text, text, int) TO PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync.status(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.status(text) TO notion_sync_admin;
