@@ -109,14 +109,14 @@ pub fn registration(user: &str, db: &str) -> Result<Option<Registration>> {
             Some(1),
             &[user.into(), db.into()],
         )?;
-        for row in rows {
-            return Ok(Some(Registration {
+        match rows.into_iter().next() {
+            Some(row) => Ok(Some(Registration {
                 database_name: row.get::<String>(1)?.unwrap_or_default(),
                 target_table: row.get::<String>(2)?.unwrap_or_default(),
                 watermark: row.get::<String>(3)?,
-            }));
+            })),
+            None => Ok(None),
         }
-        Ok(None)
     })
 }
 
@@ -207,12 +207,11 @@ pub fn record_errors(
     Ok(())
 }
 
-/// Stored hash and last sync time (epoch ms) of the given pages.
-pub fn existing(
-    table: &str,
-    user: &str,
-    ids: &[String],
-) -> Result<HashMap<String, (Option<String>, Option<f64>)>> {
+/// Stored content hash and last sync time (epoch ms) per page id.
+pub type Stored = HashMap<String, (Option<String>, Option<f64>)>;
+
+/// Stored hash and last sync time of the given pages.
+pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<Stored> {
     let sql = format!(
         "SELECT notion_page_id, content_hash, (extract(epoch FROM last_synced_at) * 1000)::float8
            FROM notion_sync.{table} WHERE user_id = $1 AND notion_page_id = ANY($2)"

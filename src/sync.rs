@@ -551,7 +551,7 @@ mod tests {
     fn ids_with_and_without_dashes_and_urls() {
         let want = "a1b2c3d4-0000-4000-8000-0000000000c1";
         assert_eq!(normalize_id(want).unwrap(), want);
-        assert_eq!(normalize_id("A1B2C3D4000040008000").is_err(), true);
+        assert!(normalize_id("A1B2C3D4000040008000").is_err());
         assert_eq!(
             normalize_id("a1b2c3d40000400080000000000000c1").unwrap(),
             want

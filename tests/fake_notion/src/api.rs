@@ -891,9 +891,11 @@ fn date_cond(value: i64, cond: &Value) -> Result<bool, String> {
             "on_or_after" => value >= t()?,
             "is_empty" => false,
             "is_not_empty" => true,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "body failed validation: date operator `{other}` is not supported by this fake."
-            )),
+            ))
+            }
         };
     }
     Ok(ok)
