@@ -13,7 +13,8 @@ section "build the fake Notion"
 cargo build --release -q -p fake_notion
 
 section "cargo test (pure Rust: Notion client and model, fake server)"
-if cargo test -q --workspace --lib --bins 2>&1 | tee "$RUN_DIR/unit.log"; then summary="$summary\n  cargo test: ok"; else failed=1; summary="$summary\n  cargo test: FAILED"; fi
+# The pg tests need a running Postgres: `cargo pgrx test` below runs them.
+if { cargo test -q -p fake_notion && cargo test -q -p notion_sync --lib -- --skip pg_tests; } 2>&1 | tee "$RUN_DIR/unit.log"; then summary="$summary\n  cargo test: ok"; else failed=1; summary="$summary\n  cargo test: FAILED"; fi
 
 section "cargo pgrx test pg15 (SQL functions against the fake on 127.0.0.1:$NOTION_SYNC_FAKE_PORT)"
 target/release/fake_notion --port "$NOTION_SYNC_FAKE_PORT" --workspace tests/workspace/sample.json >"$RUN_DIR/fake-pgtest.log" 2>&1 &
@@ -24,7 +25,7 @@ install -d -o postgres -g postgres "$RUN_DIR" 2>/dev/null || true
 chmod 755 "$RUN_DIR"
 RUNAS=(); [ "$(id -u)" -eq 0 ] && RUNAS=(--runas postgres --pgdata "$PGDATA_TEST")
 # pg tests share one fake: run them one at a time.
-if RUST_TEST_THREADS=1 cargo pgrx test pg15 "${RUNAS[@]}" 2>&1 | tee "$RUN_DIR/pgtest.log"; then summary="$summary\n  cargo pgrx test: ok"; else failed=1; summary="$summary\n  cargo pgrx test: FAILED"; fi
+if RUST_TEST_THREADS=1 cargo pgrx test pg15 pg_tests "${RUNAS[@]}" 2>&1 | tee "$RUN_DIR/pgtest.log"; then summary="$summary\n  cargo pgrx test: ok"; else failed=1; summary="$summary\n  cargo pgrx test: FAILED"; fi
 kill $fake_pid 2>/dev/null || true
 
 section "cluster tests (shared_preload_libraries = notion_sync) and the fake's fidelity with the official SDK"

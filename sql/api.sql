@@ -39,7 +39,7 @@ BEGIN
     v_schedule := 'manual';
   ELSE
     v_fields := array_length(regexp_split_to_array(v_schedule, '\s+'), 1);
-    IF v_schedule = '' OR v_fields NOT IN (5, 6) OR v_schedule !~ '^[0-9*/,\-A-Za-z?\s]+$' THEN
+    IF v_schedule = '' OR v_fields NOT IN (5, 6, 7) OR v_schedule !~ '^[0-9*/,\-A-Za-z?\s]+$' THEN
       RAISE EXCEPTION 'invalid schedule %: use a cron expression with 5 fields (or 6 with seconds first) or ''manual''', quote_literal(p_schedule)
         USING ERRCODE = '22023';
     END IF;
