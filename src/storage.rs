@@ -213,8 +213,11 @@ pub type Stored = HashMap<String, (Option<String>, Option<f64>)>;
 /// Stored hash and last sync time of the given pages.
 pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<Stored> {
     let sql = format!(
-        "SELECT notion_page_id, content_hash, (extract(epoch FROM last_synced_at) * 1000)::float8
-           FROM notion_sync.{table} WHERE user_id = $1 AND notion_page_id = ANY($2)"
+        // A join on the unique key: with stale statistics `notion_page_id = ANY(...)` was planned as
+        // a scan of all the user's rows, once per batch.
+        "SELECT t.notion_page_id, t.content_hash, (extract(epoch FROM t.last_synced_at) * 1000)::float8
+           FROM unnest($2::text[]) AS k(id)
+           JOIN notion_sync.{table} t ON t.user_id = $1 AND t.notion_page_id = k.id"
     );
     Spi::connect(|client| {
         let mut out = HashMap::new();
@@ -348,4 +351,10 @@ pub fn registered(user: Option<&str>) -> Result<Vec<(String, String, String)>> {
         }
         Ok(out)
     })
+}
+
+/// Refreshes planner statistics after a sync that added many rows (a first full sync).
+pub fn analyze(table: &str) -> Result<()> {
+    Spi::run(&format!("ANALYZE notion_sync.{table}"))?;
+    Ok(())
 }

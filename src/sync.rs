@@ -449,6 +449,9 @@ pub fn sync_database(
             mode == Mode::Full && complete,
         )?;
     }
+    if run.created >= 1000 {
+        storage::analyze(run.spec.table)?;
+    }
     let tally = Tally {
         counts: (run.total, run.created, run.updated, run.skipped, deleted),
         errors: std::mem::take(&mut run.errors),
