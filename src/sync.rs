@@ -164,8 +164,15 @@ impl Run<'_, '_> {
         self.errors.push((id, msg));
     }
 
-    /// Processes one API page of query results.
+    /// Processes one API page of query results in a memory context of its own, deleted afterwards,
+    /// so what SPI allocates for a batch does not pile up over a long scan.
     fn batch(&mut self, results: &[Value]) -> Result<(), SyncError> {
+        let mut cx = pgrx::PgMemoryContexts::new("notion_sync batch");
+        // SAFETY: nothing allocated in `cx` outlives the closure; only Rust values come out.
+        unsafe { cx.switch_to(|_| self.batch_in_context(results)) }
+    }
+
+    fn batch_in_context(&mut self, results: &[Value]) -> Result<(), SyncError> {
         let mut pages = vec![];
         for r in results {
             let id = r.get("id").and_then(|i| i.as_str()).map(String::from);
