@@ -355,38 +355,28 @@ pub fn sync_database(
     let interrupt = || {
         pgrx::check_for_interrupts!();
     };
+    // A run that fails before reading any page.
+    let failed = |db_name: String, client: Option<&Client>, e: SyncError| {
+        let tally = Tally::default();
+        finish(
+            run_id,
+            user,
+            &db,
+            db_name,
+            mode,
+            started,
+            client,
+            tally,
+            Some(e),
+        )
+    };
     let mut client = match Client::new(client_config(token), &interrupt) {
         Ok(c) => c,
-        Err(e) => {
-            return finish(
-                run_id,
-                user,
-                &db,
-                db_name,
-                mode,
-                started,
-                None,
-                Tally::default(),
-                Some(SyncError::Api(e)),
-            )
-        }
+        Err(e) => return failed(db_name, None, SyncError::Api(e)),
     };
-    let sources = client.sources(&db).map_err(|e| classify(e, user, &db));
-    let (title, sources) = match sources {
+    let (title, sources) = match client.sources(&db) {
         Ok(s) => s,
-        Err(e) => {
-            return finish(
-                run_id,
-                user,
-                &db,
-                db_name,
-                mode,
-                started,
-                Some(&client),
-                Tally::default(),
-                Some(e),
-            )
-        }
+        Err(e) => return failed(db_name, Some(&client), classify(e, user, &db)),
     };
     if db_name.is_empty() {
         db_name = if title.is_empty() { db.clone() } else { title };

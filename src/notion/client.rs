@@ -322,10 +322,21 @@ impl<'a> Client<'a> {
         page_id: &str,
         property_id: &str,
     ) -> Result<Vec<Value>, ApiError> {
+        self.get_all(&format!("/pages/{page_id}/properties/{property_id}"))
+    }
+
+    /// All children of a block (one level), following cursors.
+    pub fn children(&mut self, block_id: &str) -> Result<Vec<Value>, ApiError> {
+        self.get_all(&format!("/blocks/{block_id}/children"))
+    }
+
+    /// The `results` of every page of a paginated GET endpoint. A response that is not a list (a
+    /// single property item) is returned as the only item.
+    fn get_all(&mut self, base: &str) -> Result<Vec<Value>, ApiError> {
         let mut out = vec![];
         let mut cursor: Option<String> = None;
         loop {
-            let mut path = format!("/pages/{page_id}/properties/{property_id}?page_size=100");
+            let mut path = format!("{base}?page_size=100");
             if let Some(c) = &cursor {
                 path.push_str(&format!("&start_cursor={}", urlencode(c)));
             }
@@ -334,29 +345,6 @@ impl<'a> Client<'a> {
                 out.push(v);
                 return Ok(out);
             }
-            out.extend(
-                v.get("results")
-                    .and_then(|r| r.as_array())
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            cursor = next_cursor(&v);
-            if cursor.is_none() {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// All children of a block (one level), following cursors.
-    pub fn children(&mut self, block_id: &str) -> Result<Vec<Value>, ApiError> {
-        let mut out = vec![];
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = format!("/blocks/{block_id}/children?page_size=100");
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&start_cursor={}", urlencode(c)));
-            }
-            let v = self.get(&path)?;
             out.extend(
                 v.get("results")
                     .and_then(|r| r.as_array())
