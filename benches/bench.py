@@ -1,6 +1,8 @@
 """notion_sync benchmark (`make bench`): full sync, unchanged re-sync and 1%-changed incremental sync
-against the fake Notion with no rate limit, in one run on one cluster. Prints a table and writes
-benches/results/latest.md. Sizes: BENCH_SIZES (default "1000 10000")."""
+against the fake Notion with no rate limit, in one run on one cluster, for us and for the baseline
+(benches/baseline_sdk.py: notion-client + psycopg, the way users sync today). Prints JSON lines and a table,
+writes benches/results/latest.md and latest.png (pages/s, needs matplotlib). Sizes: BENCH_SIZES
+(default "1000 10000")."""
 import json
 import math
 import os
@@ -8,10 +10,13 @@ import pathlib
 import platform
 import sys
 import time
+from importlib.metadata import version
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "cluster"))
 import psycopg  # noqa: E402
 from harness import ROOT, Cluster, Fake  # noqa: E402
+
+import baseline_sdk  # noqa: E402  (benches/ is on sys.path when run as a script)
 
 DB = "b0000000-0000-4000-8000-0000000000b1"
 DS = "b5000000-0000-4000-8000-0000000000b1"
@@ -29,6 +34,69 @@ def peak_kb(pid):
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     return 0
+
+
+def seed(fake, n):
+    """A fresh workspace with n identical generated pages; called again for the baseline so it starts
+    from the same untouched data (our 1% edits would otherwise land in its incremental window)."""
+    fake.reset(WORKSPACE)
+    fake.admin("POST", f"data_sources/{DS}/generate",
+               {"count": n, "properties": TEMPLATE, "created_time": "2026-01-01T00:00:00Z", "step_ms": 1000})
+
+
+def touch(fake, conn, sql, k):
+    """Edits k random pages (Rating 4 -> 5): the 1% change for the incremental runs."""
+    for page_id in [r[0] for r in conn.execute(sql + " ORDER BY random() LIMIT %s", (k,))]:
+        fake.admin("PATCH", f"pages/{page_id}", {"properties": {"Rating": 5}})
+
+
+def baseline(fake, dsn, n, k):
+    """Baseline full, unchanged (= run again) and incremental runs on the same data and cluster."""
+    seed(fake, n)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS baseline CASCADE")
+        full = baseline_sdk.sync(fake.url, "ntn_bench", DB, dsn)
+        same = baseline_sdk.sync(fake.url, "ntn_bench", DB, dsn)
+        touch(fake, conn, "SELECT page_id FROM baseline.notion_pages", k)
+        inc = baseline_sdk.sync(fake.url, "ntn_bench", DB, dsn, incremental=True)
+        changed = conn.execute("SELECT count(*) FROM baseline.notion_pages WHERE (properties->>'Rating')::int = 5"
+                               ).fetchone()[0]
+    assert full["pages"] == same["pages"] == n and changed == k, (full, same, changed)
+    return full, same, inc
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
+    return f"{platform.platform()}, {os.cpu_count()} CPUs ({cpu})"
+
+
+def chart(rows, path):
+    """Grouped bars of pages/s per size, ours vs baseline, full and unchanged; linear from 0 so bar
+    lengths compare honestly (all four are in the same order of magnitude)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no chart (pip install -r benches/requirements.txt)")
+        return
+    series = [("notion_sync full", "full_pages_per_s"), ("notion_sync unchanged", "unchanged_pages_per_s"),
+              ("SDK script full", "baseline_full_pages_per_s"),
+              ("SDK script unchanged", "baseline_unchanged_pages_per_s")]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    w = 0.2
+    for i, (label, key) in enumerate(series):
+        xs = [j + (i - 1.5) * w for j in range(len(rows))]
+        bars = ax.bar(xs, [r[key] for r in rows], w, label=label, color=["C0", "#7fb2e5", "C1", "#ffbf86"][i])
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(range(len(rows)), [f"{r['pages']:,} pages" for r in rows])
+    ax.set_ylabel("pages/s")
+    ax.set_title(f"notion_sync vs notion-client + psycopg, {time.strftime('%Y-%m-%d')}", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.text(0.01, 0.01, machine(), fontsize=6)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=120)
+    print(f"chart: {path}")
 
 
 def run(conn, mode):
@@ -53,9 +121,7 @@ def main():
             admin.execute("CREATE EXTENSION notion_sync CASCADE")
             admin.execute("SELECT notion_sync.set_notion_token('bench', 'ntn_bench')")
         for n in sizes:
-            fake.reset(WORKSPACE)
-            fake.admin("POST", f"data_sources/{DS}/generate",
-                       {"count": n, "properties": TEMPLATE, "created_time": "2026-01-01T00:00:00Z", "step_ms": 1000})
+            seed(fake, n)
             with psycopg.connect(cluster.dsn, autocommit=True) as conn:
                 conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs CASCADE")
                 pid = conn.info.backend_pid
@@ -63,18 +129,26 @@ def main():
                 (_, total, created, _, _), full_s, full_req = run(conn, "full")
                 (_, _, _, _, skipped), same_s, same_req = run(conn, "full")
                 k = max(1, n // 100)
-                ids = [r[0] for r in conn.execute(
-                    "SELECT notion_page_id FROM notion_sync.notion_pages_sync ORDER BY random() LIMIT %s", (k,))]
-                for pid_ in ids:
-                    fake.admin("PATCH", f"pages/{pid_}", {"properties": {"Rating": 5}})
+                touch(fake, conn, "SELECT notion_page_id FROM notion_sync.notion_pages_sync", k)
                 (_, inc_total, _, inc_updated, _), inc_s, inc_req = run(conn, "incremental")
                 peak = peak_kb(pid)
+            b_full, b_same, b_inc = baseline(fake, cluster.dsn, n, k)
             minimum = math.ceil(k / 100) + 1  # query pages + the database lookup (no content)
             rows.append({"pages": n, "full_pages_per_s": round(total / full_s), "full_requests": full_req,
                          "full_min_requests": math.ceil(n / 100) + 1,
                          "unchanged_pages_per_s": round(skipped / same_s), "changed": k, "incr_updated": inc_updated,
                          "incr_requests": inc_req, "incr_min_requests": minimum, "incr_seconds": round(inc_s, 3),
-                         "backend_peak_mb": round(peak / 1024, 1), "backend_start_mb": round(base_kb / 1024, 1)})
+                         "backend_peak_mb": round(peak / 1024, 1), "backend_start_mb": round(base_kb / 1024, 1),
+                         "unchanged_requests": same_req,
+                         "baseline_full_pages_per_s": round(n / b_full["seconds"]),
+                         "baseline_full_requests": b_full["requests"],
+                         "baseline_unchanged_pages_per_s": round(n / b_same["seconds"]),
+                         "baseline_unchanged_requests": b_same["requests"],
+                         "baseline_incr_pages_read": b_inc["pages"], "baseline_incr_requests": b_inc["requests"],
+                         "baseline_incr_seconds": round(b_inc["seconds"], 3),
+                         "full_ratio": round(total / full_s / (n / b_full["seconds"]), 2),
+                         "unchanged_ratio": round(skipped / same_s / (n / b_same["seconds"]), 2),
+                         "incr_ratio": round(b_inc["seconds"] / inc_s, 2)})
             print(json.dumps(rows[-1]), flush=True)
     finally:
         cluster.stop()
@@ -86,11 +160,26 @@ def main():
         lines.append(f"| {r['pages']} | {r['full_pages_per_s']} | {r['full_requests']} ({r['full_min_requests']}) | "
                      f"{r['unchanged_pages_per_s']} | {r['incr_updated']}/{r['changed']} | {r['incr_requests']} "
                      f"({r['incr_min_requests']}) | {r['incr_seconds']} | {r['backend_peak_mb']} |")
-    table = "\n".join(lines)
-    out = (f"notion_sync benchmark, {time.strftime('%Y-%m-%d')}, {platform.machine()} {os.cpu_count()} cores, "
-           f"PostgreSQL 15, fake Notion on loopback without rate limit, properties only (content_depth 0)\n\n{table}\n")
+    head = ["pages", "full sync pages/s: ours", "baseline", "ours/baseline", "requests: ours", "baseline",
+            "unchanged re-sync pages/s: ours", "baseline", "ours/baseline", "requests: ours", "baseline",
+            "1% incremental s: ours", "baseline (pages read, requests)", "baseline/ours"]
+    vs = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        vs.append(f"| {r['pages']} | {r['full_pages_per_s']} | {r['baseline_full_pages_per_s']} | "
+                  f"**{r['full_ratio']}x** | {r['full_requests']} | {r['baseline_full_requests']} | "
+                  f"{r['unchanged_pages_per_s']} | {r['baseline_unchanged_pages_per_s']} | **{r['unchanged_ratio']}x** | "
+                  f"{r['unchanged_requests']} | {r['baseline_unchanged_requests']} | {r['incr_seconds']} | "
+                  f"{r['baseline_incr_seconds']} ({r['baseline_incr_pages_read']}, {r['baseline_incr_requests']}) | "
+                  f"**{r['incr_ratio']}x** |")
+    table, versus = "\n".join(lines), "\n".join(vs)
+    out = (f"notion_sync benchmark, {time.strftime('%Y-%m-%d')}, {machine()}, PostgreSQL 15, fake Notion on "
+           f"loopback without rate limit, properties only (content_depth 0)\n\n{table}\n\n"
+           f"Against the baseline (benches/baseline_sdk.py: notion-client {version('notion-client')} + psycopg "
+           f"{version('psycopg')}, same fake data, same cluster; its unchanged re-sync re-reads and re-upserts "
+           f"everything, its incremental filters on last_edited_time >= max stored - 1 minute):\n\n{versus}\n")
     (ROOT / "benches" / "results" / "latest.md").write_text(out)
     print("\n" + out)
+    chart(rows, ROOT / "benches" / "results" / "latest.png")
 
 
 if __name__ == "__main__":

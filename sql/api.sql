@@ -1,20 +1,84 @@
 -- The public API (design.md). SECURITY DEFINER functions pin search_path and are granted to
 -- notion_sync_admin only; internal functions are revoked from PUBLIC.
 
+-- Raises 22023 "<name> must not be empty" for NULL or blank text; returns it trimmed.
+CREATE FUNCTION notion_sync._required(p_value text, p_name text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  IF p_value IS NULL OR btrim(p_value) = '' THEN
+    RAISE EXCEPTION '% must not be empty', p_name USING ERRCODE = '22023';
+  END IF;
+  RETURN btrim(p_value);
+END
+$$;
+
 CREATE FUNCTION notion_sync.set_notion_token(p_user_id text, p_token text)
 RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  IF p_user_id IS NULL OR btrim(p_user_id) = '' THEN
-    RAISE EXCEPTION 'p_user_id must not be empty' USING ERRCODE = '22023';
-  END IF;
-  IF p_token IS NULL OR btrim(p_token) = '' THEN
-    RAISE EXCEPTION 'p_token must not be empty' USING ERRCODE = '22023';
-  END IF;
+  PERFORM notion_sync._required(p_user_id, 'p_user_id'), notion_sync._required(p_token, 'p_token');
   INSERT INTO notion_sync.tokens (user_id, token) VALUES (p_user_id, btrim(p_token))
   ON CONFLICT (user_id) DO UPDATE SET token = EXCLUDED.token, updated_at = now();
 END
+$$;
+
+-- When a schedule runs next (cron in an IANA time zone, daylight saving included); NULL for manual.
+CREATE FUNCTION notion_sync.next_run(p_schedule text, p_timezone text DEFAULT 'UTC',
+                                     p_after timestamptz DEFAULT pg_catalog.now())
+RETURNS timestamptz LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT pg_catalog.to_timestamp(notion_sync._next_run(p_schedule, p_timezone, extract(epoch FROM p_after)::float8))
+$$;
+
+CREATE FUNCTION notion_sync.set_webhook_secret(p_user_id text, p_verification_token text)
+RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+  PERFORM notion_sync._required(p_user_id, 'p_user_id'),
+          notion_sync._required(p_verification_token, 'p_verification_token');
+  INSERT INTO notion_sync.webhook_secrets (user_id, secret) VALUES (p_user_id, btrim(p_verification_token))
+  ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, created_at = now(), verified_at = NULL;
+END
+$$;
+
+-- What an app route / Edge Function calls with the raw body and the X-Notion-Signature header.
+-- p_user_id names the user of a subscription handshake (optional when only one user has a token);
+-- for events the secret that verifies the signature tells the user.
+CREATE FUNCTION notion_sync.handle_webhook(p_body text, p_signature text DEFAULT NULL, p_user_id text DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT notion_sync._handle_webhook(p_body, p_signature, p_user_id)
+$$;
+
+-- Subscriptions (no secrets), queue depth, oldest pending age, last event, counts, last error.
+CREATE FUNCTION notion_sync.webhook_health()
+RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT jsonb_build_object(
+    'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+        'user_id', s.user_id, 'subscription_id', s.subscription_id, 'verified', s.verified_at IS NOT NULL,
+        'verified_at', s.verified_at, 'last_event_at', s.last_event_at) ORDER BY s.user_id), '[]'::jsonb)
+        FROM notion_sync.webhook_secrets s),
+    'queue_depth', count(*) FILTER (WHERE e.status = 'pending'),
+    'oldest_pending_age_s', round(extract(epoch FROM now() - min(e.received_at) FILTER (WHERE e.status = 'pending'))::numeric, 1),
+    'last_event_at', max(e.received_at),
+    'accepted', count(*),
+    'duplicates', coalesce(sum(e.duplicates), 0),
+    'applied', count(*) FILTER (WHERE e.status = 'done'),
+    'ignored', count(*) FILTER (WHERE e.status = 'ignored'),
+    'failed', count(*) FILTER (WHERE e.status = 'failed'),
+    'rejected', (notion_sync._webhook_rejected())->'count',
+    'last_rejected_at', to_timestamp(((notion_sync._webhook_rejected())->>'last_at_epoch')::float8),
+    'last_error', (SELECT x.last_error FROM notion_sync.webhook_events x WHERE x.last_error IS NOT NULL
+                    ORDER BY x.received_at DESC LIMIT 1))
+  FROM notion_sync.webhook_events e
 $$;
 
 CREATE FUNCTION notion_sync.register_database(
@@ -26,33 +90,25 @@ AS $$
 DECLARE
   v_id text := notion_sync.normalize_notion_id(p_database_id);
   v_schedule text := btrim(coalesce(p_schedule, ''));
-  v_fields int;
+  v_next timestamptz;
   v_row notion_sync.databases;
 BEGIN
-  IF p_user_id IS NULL OR btrim(p_user_id) = '' THEN
-    RAISE EXCEPTION 'p_user_id must not be empty' USING ERRCODE = '22023';
-  END IF;
-  IF p_database_name IS NULL OR btrim(p_database_name) = '' THEN
-    RAISE EXCEPTION 'p_database_name must not be empty' USING ERRCODE = '22023';
-  END IF;
+  PERFORM notion_sync._required(p_user_id, 'p_user_id'), notion_sync._required(p_database_name, 'p_database_name');
   IF lower(v_schedule) = 'manual' THEN
     v_schedule := 'manual';
-  ELSE
-    v_fields := array_length(regexp_split_to_array(v_schedule, '\s+'), 1);
-    IF v_schedule = '' OR v_fields NOT IN (5, 6, 7) OR v_schedule !~ '^[0-9*/,\-A-Za-z?\s]+$' THEN
-      RAISE EXCEPTION 'invalid schedule %: use a cron expression with 5 fields (or 6 with seconds first) or ''manual''', quote_literal(p_schedule)
-        USING ERRCODE = '22023';
-    END IF;
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_timezone) THEN
     RAISE EXCEPTION 'unknown time zone %: use an IANA name such as America/New_York', quote_literal(p_timezone)
       USING ERRCODE = '22023';
   END IF;
-  INSERT INTO notion_sync.databases AS d (user_id, database_id, database_name, target_table, schedule, timezone)
-  VALUES (p_user_id, v_id, btrim(p_database_name), notion_sync.target_table_for(p_database_name), v_schedule, p_timezone)
+  -- Validates the cron expression (22023 with the reason) and gives the first run.
+  v_next := notion_sync.next_run(v_schedule, p_timezone);
+  INSERT INTO notion_sync.databases AS d (user_id, database_id, database_name, target_table, schedule, timezone, next_run_at)
+  VALUES (p_user_id, v_id, btrim(p_database_name), notion_sync.target_table_for(p_database_name), v_schedule, p_timezone, v_next)
   ON CONFLICT (user_id, database_id) DO UPDATE
     SET database_name = EXCLUDED.database_name, target_table = EXCLUDED.target_table,
-        schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone, updated_at = now()
+        schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone, next_run_at = EXCLUDED.next_run_at,
+        updated_at = now()
   RETURNING * INTO v_row;
   RETURN v_row;
 END
@@ -87,8 +143,52 @@ AS $$
                   LATERAL jsonb_populate_record(NULL::notion_sync.sync_result, j.v) AS r
 $$;
 
+-- Rows of one database in its target table (not in trash), for sync_status.
+CREATE FUNCTION notion_sync._row_count(p_target text, p_user_id text, p_database_id text)
+RETURNS bigint LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  n bigint;
+BEGIN
+  EXECUTE format('SELECT count(*) FROM notion_sync.%I WHERE user_id = $1 AND notion_database_id = $2 AND NOT in_trash',
+                 p_target) INTO n USING p_user_id, p_database_id;
+  RETURN n;
+EXCEPTION WHEN undefined_table OR undefined_column THEN
+  RETURN NULL;
+END
+$$;
+
+-- Per registered database: schedule, next run, last run and its status, lag, last error, rows.
+CREATE VIEW notion_sync.sync_status AS
+SELECT d.user_id, d.database_id, d.database_name, d.target_table, d.schedule, d.timezone,
+       d.next_run_at AS next_run,
+       r.started_at AS last_run_at, r.finished_at AS last_finished_at, r.trigger AS last_trigger,
+       r.mode AS last_mode, r.status AS last_status, r.duration_ms AS last_duration_ms,
+       pg_catalog.now() - ok.started_at AS lag,
+       e.error AS last_error, e.started_at AS last_error_at,
+       d.watermark, d.last_full_sync_at,
+       notion_sync._row_count(d.target_table, d.user_id, d.database_id) AS rows
+  FROM notion_sync.databases d
+  LEFT JOIN LATERAL (SELECT * FROM notion_sync.sync_runs x
+                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id
+                      ORDER BY x.run_id DESC LIMIT 1) r ON true
+  LEFT JOIN LATERAL (SELECT x.started_at FROM notion_sync.sync_runs x
+                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id
+                        AND x.status IN ('succeeded', 'partial')
+                      ORDER BY x.run_id DESC LIMIT 1) ok ON true
+  LEFT JOIN LATERAL (SELECT x.error, x.started_at FROM notion_sync.sync_runs x
+                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id
+                        AND x.error IS NOT NULL AND x.status <> 'skipped'
+                      ORDER BY x.run_id DESC LIMIT 1) e ON true;
+REVOKE ALL ON notion_sync.sync_status FROM PUBLIC;
+GRANT SELECT ON notion_sync.sync_status TO notion_sync_admin;
+REVOKE ALL ON FUNCTION notion_sync._row_count(text, text, text) FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION notion_sync._sync_database(text, text, text, text, int, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION notion_sync._sync_all(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync._handle_webhook(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync._webhook_rejected() FROM PUBLIC;
 REVOKE ALL ON FUNCTION notion_sync.user_id_for_role(name) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION notion_sync.user_id_for_role(name) TO PUBLIC;
 DO $$
@@ -97,6 +197,9 @@ DECLARE
 BEGIN
   FOREACH f IN ARRAY ARRAY[
     'notion_sync.set_notion_token(text, text)',
+    'notion_sync.set_webhook_secret(text, text)',
+    'notion_sync.handle_webhook(text, text, text)',
+    'notion_sync.webhook_health()',
     'notion_sync.register_database(text, text, text, text, text)',
     'notion_sync.unregister_database(text, text)',
     'notion_sync.sync_notion_database(text, text, text, text, int)',
@@ -108,3 +211,6 @@ END
 $$;
 GRANT USAGE ON SCHEMA notion_sync TO PUBLIC;
 GRANT SELECT ON notion_sync.databases, notion_sync.sync_runs, notion_sync.sync_errors TO notion_sync_admin;
+GRANT SELECT (id, user_id, type, entity_id, entity_type, parent_id, event_time, status, attempts, next_attempt_at,
+              duplicates, received_at, processed_at, result, last_error)
+  ON notion_sync.webhook_events TO notion_sync_admin;

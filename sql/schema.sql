@@ -18,6 +18,44 @@ CREATE TABLE notion_sync.tokens (
 REVOKE ALL ON notion_sync.tokens FROM PUBLIC;
 ALTER TABLE notion_sync.tokens ENABLE ROW LEVEL SECURITY;
 
+-- Webhook verification tokens (the HMAC keys), one subscription per user. Like tokens: no grants,
+-- RLS without a policy, so only superusers (and the SECURITY DEFINER functions) read it.
+CREATE TABLE notion_sync.webhook_secrets (
+  user_id         text PRIMARY KEY,
+  secret          text NOT NULL,
+  subscription_id text,
+  created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  -- Set by the first event the secret verifies; a verified secret is replaced only by set_webhook_secret.
+  verified_at     timestamptz,
+  last_event_at   timestamptz
+);
+REVOKE ALL ON notion_sync.webhook_secrets FROM PUBLIC;
+ALTER TABLE notion_sync.webhook_secrets ENABLE ROW LEVEL SECURITY;
+
+-- Accepted webhook events, durable until the worker applied them (deduplicated on Notion's id).
+CREATE TABLE notion_sync.webhook_events (
+  id              text PRIMARY KEY,
+  user_id         text NOT NULL,
+  type            text NOT NULL,
+  entity_id       text,
+  entity_type     text,
+  parent_id       text,
+  event_time      timestamptz,
+  attempt_number  int,
+  body            jsonb NOT NULL,
+  status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done', 'ignored', 'failed')),
+  attempts        int NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  duplicates      int NOT NULL DEFAULT 0,
+  received_at     timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  processed_at    timestamptz,
+  result          text,
+  last_error      text
+);
+CREATE INDEX webhook_events_pending_idx ON notion_sync.webhook_events (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_events_received_idx ON notion_sync.webhook_events (received_at);
+REVOKE ALL ON notion_sync.webhook_events FROM PUBLIC;
+
 -- Which application user a database role reads as, on plain Postgres (see current_user_id()).
 CREATE TABLE notion_sync.role_users (
   role_name name PRIMARY KEY,
@@ -36,6 +74,8 @@ CREATE TABLE notion_sync.databases (
   -- Newest last_edited_time fully synced; moves only in the transaction that writes the rows.
   watermark         timestamptz,
   last_full_sync_at timestamptz,
+  -- Set by register_database and by the worker each time it starts a scheduled run.
+  next_run_at       timestamptz,
   created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
   updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
   PRIMARY KEY (user_id, database_id)

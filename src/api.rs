@@ -67,3 +67,32 @@ fn normalize_notion_id(p_id: &str) -> String {
 fn target_table_for(p_database_name: &str) -> &'static str {
     crate::storage::target_for_name(p_database_name)
 }
+
+/// Internal: the next run of a schedule after `p_after_epoch` (seconds), NULL for `manual`.
+/// `notion_sync.next_run()` in sql/api.sql wraps it with timestamptz arguments.
+#[pg_extern(immutable, parallel_safe)]
+fn _next_run(p_schedule: &str, p_timezone: &str, p_after_epoch: f64) -> Option<f64> {
+    let after =
+        chrono::DateTime::from_timestamp_micros((p_after_epoch * 1e6) as i64).unwrap_or_default();
+    match crate::schedule::next_run(p_schedule, p_timezone, after) {
+        Ok(t) => t.map(|t| t.timestamp_micros() as f64 / 1e6),
+        Err(e) => crate::error::SyncError::InvalidArgument(e).raise(),
+    }
+}
+
+/// Internal: one webhook delivery (see `notion_sync.handle_webhook` in sql/api.sql).
+#[pg_extern(volatile, parallel_unsafe)]
+fn _handle_webhook(p_body: &str, p_signature: Option<&str>, p_user_id: Option<&str>) -> JsonB {
+    match crate::webhook::handle(p_body, p_signature, p_user_id) {
+        Ok(v) => JsonB(v),
+        Err(e) => e.raise(),
+    }
+}
+
+/// Internal: rejected webhook deliveries since the server started (kept in shared memory because
+/// the rejecting transaction rolls back).
+#[pg_extern(volatile, parallel_safe)]
+fn _webhook_rejected() -> JsonB {
+    let (n, at) = crate::shmem::rejected();
+    JsonB(serde_json::json!({"count": n, "last_at_epoch": if at > 0 { Some(at) } else { None }}))
+}

@@ -19,6 +19,11 @@ pub enum SyncError {
     NotShared(String),
     #[error("{0}")]
     Api(ApiError),
+    /// A webhook delivery that is not from Notion (signature missing, malformed or wrong).
+    #[error("webhook rejected: {0}")]
+    BadSignature(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0}")]
     Storage(String),
 }
@@ -27,9 +32,10 @@ impl SyncError {
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         match self {
             SyncError::InvalidArgument(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            SyncError::MissingToken(_) | SyncError::BadToken(_) => {
+            SyncError::MissingToken(_) | SyncError::BadToken(_) | SyncError::BadSignature(_) => {
                 PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
             }
+            SyncError::BadRequest(_) => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
             SyncError::NotShared(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             SyncError::Api(ApiError::Config(_)) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             SyncError::Api(ApiError::Transport(_)) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,

@@ -1,7 +1,8 @@
 //! notion_sync: Notion databases mirrored inside PostgreSQL.
 //!
 //! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI),
-//! `api` (SQL functions), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
+//! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `shmem` (what
+//! backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
 use pgrx::prelude::*;
 
@@ -9,8 +10,12 @@ mod api;
 mod error;
 mod gucs;
 pub mod notion;
+pub mod schedule;
+mod shmem;
 mod storage;
 mod sync;
+mod webhook;
+mod worker;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -22,7 +27,10 @@ extension_sql_file!(
         _sync_database,
         _sync_all,
         normalize_notion_id,
-        target_table_for
+        target_table_for,
+        _next_run,
+        _handle_webhook,
+        _webhook_rejected
     ],
     finalize
 );
@@ -32,6 +40,8 @@ extension_sql_file!("../sql/read.sql", name = "read", requires = ["schema"]);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    shmem::init();
+    worker::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -137,13 +137,46 @@ pub fn start_run(
     target: &str,
     trigger: &str,
     mode: &str,
+    status: &str,
 ) -> Result<i64> {
     Spi::get_one_with_args::<i64>(
-        "INSERT INTO notion_sync.sync_runs (user_id, database_id, database_name, target_table, trigger, mode)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING run_id",
-        &[user.into(), db.into(), name.into(), target.into(), trigger.into(), mode.into()],
+        "INSERT INTO notion_sync.sync_runs (user_id, database_id, database_name, target_table, trigger, mode, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
+        &[user.into(), db.into(), name.into(), target.into(), trigger.into(), mode.into(), status.into()],
     )?
     .ok_or_else(|| SyncError::Storage("no run id".into()))
+}
+
+/// Advisory-lock key of one database's runs: a fixed class id ('ns') and a hash of user and id.
+pub fn lock_key(user: &str, db: &str) -> (i32, i32) {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{user}\n{db}").as_bytes());
+    (0x6e73, i32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+}
+
+/// Takes the run lock of a database. `wait`: a transaction-level lock waited for (SQL calls);
+/// otherwise a session-level try (the worker, whose run spans many transactions).
+pub fn lock_run(key: (i32, i32), wait: bool) -> Result<bool> {
+    if wait {
+        Spi::run_with_args(
+            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
+            &[key.0.into(), key.1.into()],
+        )?;
+        return Ok(true);
+    }
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
+        &[key.0.into(), key.1.into()],
+    )?
+    .unwrap_or(false))
+}
+
+pub fn unlock_run(key: (i32, i32)) -> Result<()> {
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_unlock($1, $2)",
+        &[key.0.into(), key.1.into()],
+    )?;
+    Ok(())
 }
 
 pub struct RunCounts {
@@ -277,6 +310,9 @@ pub fn upsert(
                   url = EXCLUDED.url, in_trash = false, notion_created_time = EXCLUDED.notion_created_time,
                   notion_last_edited_time = EXCLUDED.notion_last_edited_time, body = EXCLUDED.body,
                   last_synced_at = now(), updated_at = now()
+            -- Never back in time (a late webhook refetch, a stale read).
+            WHERE t.notion_last_edited_time IS NULL OR EXCLUDED.notion_last_edited_time IS NULL
+               OR EXCLUDED.notion_last_edited_time >= t.notion_last_edited_time
            RETURNING (xmax = 0) AS inserted)
          SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
         table = spec.table,
@@ -306,6 +342,36 @@ pub fn mark_deleted(table: &str, user: &str, db: &str, seen: Vec<String>) -> Res
          SELECT count(*) FROM gone"
     );
     Ok(Spi::get_one_with_args::<i64>(&sql, &[user.into(), db.into(), seen.into()])?.unwrap_or(0))
+}
+
+/// The stored page body (a webhook refetch of properties keeps it).
+pub fn stored_body(table: &str, user: &str, id: &str) -> Result<Option<String>> {
+    match Spi::get_one_with_args::<String>(
+        &format!("SELECT body FROM notion_sync.{table} WHERE user_id = $1 AND notion_page_id = $2"),
+        &[user.into(), id.into()],
+    ) {
+        Ok(b) => Ok(b),
+        Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Marks one page in trash in whichever sync table holds it. Returns the rows changed.
+pub fn trash_page(user: &str, id: &str) -> Result<i64> {
+    let mut n = 0;
+    for spec in &TABLES {
+        n += Spi::get_one_with_args::<i64>(
+            &format!(
+                "WITH t AS (UPDATE notion_sync.{} SET in_trash = true, content_hash = NULL, updated_at = now()
+                  WHERE user_id = $1 AND notion_page_id = $2 AND NOT in_trash RETURNING 1)
+                 SELECT count(*) FROM t",
+                spec.table
+            ),
+            &[user.into(), id.into()],
+        )?
+        .unwrap_or(0);
+    }
+    Ok(n)
 }
 
 pub fn set_watermark(user: &str, db: &str, watermark: Option<&str>, full: bool) -> Result<()> {

@@ -111,7 +111,12 @@ fn client_config(token: String) -> Config {
         timeout: Duration::from_millis(gucs::HTTP_TIMEOUT_MS.get().max(100) as u64),
         max_retries: gucs::MAX_RETRIES.get().max(0) as u32,
         rps: gucs::REQUESTS_PER_SECOND.get(),
+        budget: crate::shmem::take,
     }
+}
+
+fn content_depth() -> u32 {
+    gucs::CONTENT_DEPTH.get().max(0) as u32
 }
 
 fn ms(t: &str) -> Option<i64> {
@@ -138,9 +143,31 @@ fn classify(e: ApiError, user: &str, db: &str) -> SyncError {
     }
 }
 
+/// How a run's writes are grouped into transactions.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Txn {
+    /// Inside the caller's transaction (the SQL functions): all or nothing, a cancel rolls it back.
+    Caller,
+    /// The background worker: no transaction open during HTTP; each API page of results (rows and
+    /// watermark together) commits in a short transaction of its own.
+    PerBatch,
+}
+
+impl Txn {
+    pub fn run<R>(self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Txn::Caller => f(),
+            Txn::PerBatch => {
+                pgrx::bgworkers::BackgroundWorker::transaction(std::panic::AssertUnwindSafe(f))
+            }
+        }
+    }
+}
+
 /// Mutable state of one run.
-struct Run<'c, 'i> {
-    client: &'c mut Client<'i>,
+struct Run<'i> {
+    client: Client<'i>,
+    txn: Txn,
     spec: &'static TableSpec,
     user: String,
     db: String,
@@ -154,9 +181,44 @@ struct Run<'c, 'i> {
     errors: Vec<(Option<String>, String)>,
     max_edited: Option<i64>,
     min_failed_edited: Option<i64>,
+    /// Wall clock at the start of the run: a page stamped in the future (clock skew) must not
+    /// push the watermark past edits still to come.
+    started_ms: i64,
+    /// Webhook refetch of properties only: keep the stored body instead of reading blocks.
+    keep_body: bool,
 }
 
-impl Run<'_, '_> {
+impl<'i> Run<'i> {
+    fn new(
+        client: Client<'i>,
+        txn: Txn,
+        target: &str,
+        user: &str,
+        db: &str,
+        db_name: String,
+        depth: u32,
+    ) -> Run<'i> {
+        Run {
+            client,
+            txn,
+            spec: storage::spec(target),
+            user: user.to_string(),
+            db: db.to_string(),
+            db_name,
+            depth,
+            seen: HashSet::new(),
+            total: 0,
+            created: 0,
+            updated: 0,
+            skipped: 0,
+            errors: vec![],
+            max_edited: None,
+            min_failed_edited: None,
+            started_ms: chrono::Utc::now().timestamp_millis(),
+            keep_body: false,
+        }
+    }
+
     fn fail_page(&mut self, id: Option<String>, edited: Option<i64>, msg: String) {
         if let Some(e) = edited {
             self.min_failed_edited = Some(self.min_failed_edited.map_or(e, |m| m.min(e)));
@@ -164,15 +226,30 @@ impl Run<'_, '_> {
         self.errors.push((id, msg));
     }
 
-    /// Processes one API page of query results in a memory context of its own, deleted afterwards,
-    /// so what SPI allocates for a batch does not pile up over a long scan.
-    fn batch(&mut self, results: &[Value]) -> Result<(), SyncError> {
+    /// Processes one API page of query results. In the caller's transaction it runs in a memory
+    /// context of its own, deleted afterwards, so what SPI allocates for a batch does not pile up
+    /// over a long scan (the worker's transactions free theirs at commit).
+    fn batch(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
+        if self.txn == Txn::PerBatch {
+            return self.batch_in_context(results, watermark);
+        }
         let mut cx = pgrx::PgMemoryContexts::new("notion_sync batch");
         // SAFETY: nothing allocated in `cx` outlives the closure; only Rust values come out.
-        unsafe { cx.switch_to(|_| self.batch_in_context(results)) }
+        unsafe { cx.switch_to(|_| self.batch_in_context(results, watermark)) }
     }
 
-    fn batch_in_context(&mut self, results: &[Value]) -> Result<(), SyncError> {
+    /// The watermark this run may commit: the newest edit seen, never past a page that failed,
+    /// never past the start of the run.
+    fn watermark(&self) -> Option<i64> {
+        let wm = match (self.max_edited, self.min_failed_edited) {
+            (Some(m), Some(f)) => Some(m.min(f)),
+            (m, None) => m,
+            (None, Some(f)) => Some(f),
+        };
+        wm.map(|w| w.min(self.started_ms))
+    }
+
+    fn batch_in_context(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
         let mut pages = vec![];
         for r in results {
             let id = r.get("id").and_then(|i| i.as_str()).map(String::from);
@@ -195,7 +272,10 @@ impl Run<'_, '_> {
             return Ok(());
         }
         let ids: Vec<String> = pages.iter().map(|p| p.id.clone()).collect();
-        let stored = storage::existing(self.spec.table, &self.user, &ids)?;
+        let table = self.spec.table;
+        let stored = self
+            .txn
+            .run(|| storage::existing(table, &self.user, &ids))?;
         let mut rows = vec![];
         for mut page in pages {
             let edited = page.last_edited_time.as_deref().and_then(ms);
@@ -228,6 +308,10 @@ impl Run<'_, '_> {
                         continue;
                     }
                 }
+            } else if self.keep_body {
+                let (table, id) = (self.spec.table, page.id.clone());
+                self.txn
+                    .run(|| storage::stored_body(table, &self.user, &id))?
             } else {
                 None
             };
@@ -247,7 +331,18 @@ impl Run<'_, '_> {
             }));
             self.note_edited(edited);
         }
-        let (c, u) = storage::upsert(self.spec, &self.user, &self.db, &self.db_name, rows)?;
+        let wm = if watermark {
+            self.watermark().map(iso)
+        } else {
+            None
+        };
+        let (c, u) = self.txn.run(|| {
+            let counts = storage::upsert(self.spec, &self.user, &self.db, &self.db_name, rows)?;
+            if let Some(w) = &wm {
+                storage::set_watermark(&self.user, &self.db, Some(w), false)?;
+            }
+            Ok::<_, SyncError>(counts)
+        })?;
         self.created += c;
         self.updated += u;
         Ok(())
@@ -267,64 +362,54 @@ impl Run<'_, '_> {
         }
         Ok(())
     }
-
-    /// Reads one data source. Returns whether the scan saw everything (no cap left unresolved).
-    fn scan(&mut self, source: &str, edited_since: Option<&str>) -> Result<bool, SyncError> {
-        let mut created_from: Option<String> = None;
-        let mut cursor: Option<String> = None;
-        let mut window_max_created: Option<String> = None;
-        loop {
-            let body = client::query_body(edited_since, created_from.as_deref(), cursor.as_deref());
-            let resp = self.client.query(source, &body).map_err(SyncError::Api)?;
-            let results = resp
-                .get("results")
-                .and_then(|r| r.as_array())
-                .cloned()
-                .unwrap_or_default();
-            for r in &results {
-                if let Some(c) = r.get("created_time").and_then(|c| c.as_str()) {
-                    if window_max_created
-                        .as_deref()
-                        .map(|m| ms(c) > ms(m))
-                        .unwrap_or(true)
-                    {
-                        window_max_created = Some(c.to_string());
-                    }
-                }
-            }
-            self.batch(&results)?;
-            let incomplete = resp
-                .pointer("/request_status/type")
-                .and_then(|t| t.as_str())
-                == Some("incomplete");
-            match client::next_cursor(&resp) {
-                Some(c) => cursor = Some(c),
-                None if incomplete => {
-                    // The 10,000-result cap: restart from the last created minute seen.
-                    let next = window_max_created.clone();
-                    if next.is_none() || next == created_from {
-                        self.errors.push((None, "the query cap was reached inside one created_time minute; some pages were not read".into()));
-                        return Ok(false);
-                    }
-                    created_from = next;
-                    cursor = None;
-                }
-                None => return Ok(true),
-            }
-        }
-    }
 }
 
-/// One sync of one database. `Err` only for bad arguments and missing tokens (nothing recorded);
-/// every failure after the run started is recorded and returned in the outcome.
-pub fn sync_database(
+/// Where a scan is: which data source, which window, which cursor. A full scan goes in
+/// `created_time` order, an incremental one in `last_edited_time` order (so each committed batch
+/// can move the watermark); when the 10,000-result cap ends a query, the next window starts at
+/// the last minute of the sort key seen.
+struct Scan {
+    sources: Vec<String>,
+    index: usize,
+    key: &'static str,
+    since: Option<String>,
+    window_from: Option<String>,
+    cursor: Option<String>,
+    window_max: Option<String>,
+    complete: bool,
+}
+
+/// One sync of one database, run step by step (one API page of results per step) so the worker
+/// can interleave the databases of several users.
+pub struct Job<'i> {
+    run: Run<'i>,
+    scan: Scan,
+    run_id: i64,
+    mode: Mode,
+    hours_back: Option<i32>,
+    started: Instant,
+    fatal: Option<SyncError>,
+    lock: (i32, i32),
+}
+
+pub enum Started<'i> {
+    Running(Box<Job<'i>>),
+    Done(Box<Outcome>),
+}
+
+/// Checks arguments and the token, records the run, reads the data sources. `Err` only for bad
+/// arguments and missing tokens (nothing recorded); every later failure is recorded in the run.
+#[allow(clippy::too_many_arguments)]
+pub fn start<'i>(
     user: &str,
     raw_db: &str,
     name: Option<&str>,
     mode: &str,
     hours_back: Option<i32>,
     trigger: &str,
-) -> Result<Outcome, SyncError> {
+    txn: Txn,
+    interrupt: &'i dyn Fn(),
+) -> Result<Started<'i>, SyncError> {
     let started = Instant::now();
     let mode = Mode::parse(mode)?;
     if user.trim().is_empty() {
@@ -340,44 +425,52 @@ pub fn sync_database(
             )));
         }
     }
-    let token = storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-    let reg = storage::registration(user, &db)?;
-    let mut db_name = name
-        .map(String::from)
-        .or_else(|| reg.as_ref().map(|r| r.database_name.clone()))
-        .unwrap_or_default();
-    let target = match (&reg, name) {
-        (Some(r), None) => r.target_table.clone(),
-        _ => storage::target_for_name(&db_name).to_string(),
+    let lock = storage::lock_key(user, &db);
+    let (token, reg, db_name, target, run_id, locked) = txn.run(|| {
+        let token =
+            storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
+        let reg = storage::registration(user, &db)?;
+        let db_name = name
+            .map(String::from)
+            .or_else(|| reg.as_ref().map(|r| r.database_name.clone()))
+            .unwrap_or_default();
+        let target = match (&reg, name) {
+            (Some(r), None) => r.target_table.clone(),
+            _ => storage::target_for_name(&db_name).to_string(),
+        };
+        // One run per database at a time: a SQL call waits for a running one (cancellable), the
+        // worker skips and records the skip.
+        let locked = storage::lock_run(lock, txn == Txn::Caller)?;
+        let status = if locked { "running" } else { "skipped" };
+        let run_id =
+            storage::start_run(user, &db, &db_name, &target, trigger, mode.as_str(), status)?;
+        Ok::<_, SyncError>((token, reg, db_name, target, run_id, locked))
+    })?;
+    let mut ended = Ended {
+        run_id,
+        user,
+        db: &db,
+        mode,
+        started,
+        txn,
+        lock: None,
     };
-    let run_id = storage::start_run(user, &db, &db_name, &target, trigger, mode.as_str())?;
-
-    let interrupt = || {
-        pgrx::check_for_interrupts!();
-    };
-    // A run that fails before reading any page.
-    let failed = |db_name: String, client: Option<&Client>, e: SyncError| {
-        let tally = Tally::default();
-        finish(
-            run_id,
-            user,
-            &db,
-            db_name,
-            mode,
-            started,
-            client,
-            tally,
-            Some(e),
-        )
-    };
-    let mut client = match Client::new(client_config(token), &interrupt) {
+    if !locked {
+        let e = "skipped: another sync of this database is still running".to_string();
+        return ended
+            .finish(db_name, None, Tally::default(), Some(Fatal::Skipped(e)))
+            .map(|o| Started::Done(Box::new(o)));
+    }
+    ended.lock = Some(lock);
+    let mut client = match Client::new(client_config(token), interrupt) {
         Ok(c) => c,
-        Err(e) => return failed(db_name, None, SyncError::Api(e)),
+        Err(e) => return ended.fail(db_name, None, SyncError::Api(e)),
     };
     let (title, sources) = match client.sources(&db) {
         Ok(s) => s,
-        Err(e) => return failed(db_name, Some(&client), classify(e, user, &db)),
+        Err(e) => return ended.fail(db_name, Some(&client), classify(e, user, &db)),
     };
+    let mut db_name = db_name;
     if db_name.is_empty() {
         db_name = if title.is_empty() { db.clone() } else { title };
     }
@@ -386,9 +479,9 @@ pub fn sync_database(
     } else {
         target
     };
-    storage::ensure_registered(user, &db, &db_name, &target)?;
+    txn.run(|| storage::ensure_registered(user, &db, &db_name, &target))?;
 
-    let edited_since = match (
+    let since = match (
         mode,
         hours_back,
         reg.as_ref().and_then(|r| r.watermark.as_deref()),
@@ -399,72 +492,276 @@ pub fn sync_database(
         (Mode::Incremental, None, Some(w)) => ms(w).map(|w| iso(w - OVERLAP_MINUTES * 60_000)),
         _ => None,
     };
-    let mut run = Run {
-        client: &mut client,
-        spec: storage::spec(&target),
-        user: user.to_string(),
-        db: db.clone(),
-        db_name: db_name.clone(),
-        depth: gucs::CONTENT_DEPTH.get().max(0) as u32,
-        seen: HashSet::new(),
-        total: 0,
-        created: 0,
-        updated: 0,
-        skipped: 0,
-        errors: vec![],
-        max_edited: None,
-        min_failed_edited: None,
+    let key = if since.is_some() {
+        "last_edited_time"
+    } else {
+        "created_time"
     };
-    let mut complete = true;
-    let mut fatal: Option<SyncError> = None;
-    for source in &sources {
-        match run.scan(source, edited_since.as_deref()) {
-            Ok(done) => complete &= done,
-            Err(e) => {
-                fatal = Some(e);
-                complete = false;
-                break;
+    Ok(Started::Running(Box::new(Job {
+        run: Run::new(client, txn, &target, user, &db, db_name, content_depth()),
+        scan: Scan {
+            sources,
+            index: 0,
+            key,
+            since,
+            window_from: None,
+            cursor: None,
+            window_max: None,
+            complete: true,
+        },
+        run_id,
+        mode,
+        hours_back,
+        started,
+        fatal: None,
+        lock,
+    })))
+}
+
+impl Job<'_> {
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.run.db_name, self.run.user)
+    }
+
+    pub fn syncs(&self, user: &str, db: &str) -> bool {
+        self.run.user == user && self.run.db == db
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    /// Ends the run as failed after an error the engine did not return (a Postgres ERROR).
+    pub fn abort(&mut self, message: String) {
+        self.fatal = Some(SyncError::Storage(message));
+        self.scan.complete = false;
+    }
+
+    /// Reads and writes one API page of results. Returns true when the scan is over.
+    pub fn step(&mut self) -> bool {
+        if self.fatal.is_some() || self.scan.index >= self.scan.sources.len() {
+            return true;
+        }
+        if let Err(e) = self.step_inner() {
+            self.fatal = Some(e);
+            self.scan.complete = false;
+            return true;
+        }
+        self.scan.index >= self.scan.sources.len()
+    }
+
+    fn step_inner(&mut self) -> Result<(), SyncError> {
+        let scan = &mut self.scan;
+        let source = scan.sources[scan.index].clone();
+        let since = scan.window_from.as_deref().or(scan.since.as_deref());
+        let body = client::query_body(scan.key, since, scan.cursor.as_deref());
+        let resp = self
+            .run
+            .client
+            .query(&source, &body)
+            .map_err(SyncError::Api)?;
+        let results = resp
+            .get("results")
+            .and_then(|r| r.as_array())
+            .cloned()
+            .unwrap_or_default();
+        for r in &results {
+            if let Some(c) = r.get(scan.key).and_then(|c| c.as_str()) {
+                if scan.window_max.as_deref().is_none_or(|m| ms(c) > ms(m)) {
+                    scan.window_max = Some(c.to_string());
+                }
             }
         }
+        // An incremental scan of one source reads in edit order: each batch may move the watermark.
+        let watermark = self.run.txn == Txn::PerBatch
+            && scan.key == "last_edited_time"
+            && scan.sources.len() == 1;
+        self.run.batch(&results, watermark)?;
+        let incomplete = resp
+            .pointer("/request_status/type")
+            .and_then(|t| t.as_str())
+            == Some("incomplete");
+        match client::next_cursor(&resp) {
+            Some(c) => scan.cursor = Some(c),
+            None if incomplete => {
+                // The 10,000-result cap: restart from the last minute of the sort key seen.
+                let next = scan.window_max.clone();
+                if next.is_none() || next == scan.window_from {
+                    self.run.errors.push((
+                        None,
+                        format!("the query cap was reached inside one {} minute; some pages were not read", scan.key),
+                    ));
+                    scan.complete = false;
+                    scan.index += 1;
+                } else {
+                    scan.window_from = next;
+                    scan.cursor = None;
+                }
+            }
+            None => {
+                scan.index += 1;
+                scan.window_from = None;
+                scan.window_max = None;
+                scan.cursor = None;
+            }
+        }
+        Ok(())
     }
-    // Deletions only from a complete, error-free full scan of every source.
-    let mut deleted = 0;
-    if fatal.is_none() && complete && mode == Mode::Full && hours_back.is_none() {
-        deleted = storage::mark_deleted(run.spec.table, user, &db, run.seen.drain().collect())?;
-    }
-    if fatal.is_none() {
-        // Never past a page that failed: the next incremental run reads it again.
-        let wm = match (run.max_edited, run.min_failed_edited) {
-            (Some(m), Some(f)) => Some(m.min(f)),
-            (m, None) => m,
-            (None, Some(f)) => Some(f),
+
+    /// Deletions, watermark, run row, errors and NOTIFY, in one transaction.
+    pub fn finish(self) -> Result<Outcome, SyncError> {
+        let Job {
+            mut run,
+            scan,
+            run_id,
+            mode,
+            hours_back,
+            started,
+            fatal,
+            lock,
+        } = self;
+        let complete = scan.complete && fatal.is_none();
+        let txn = run.txn;
+        let deleted = txn.run(|| {
+            let mut deleted = 0;
+            // Deletions only from a complete, error-free full scan of every source.
+            if complete && mode == Mode::Full && hours_back.is_none() {
+                deleted = storage::mark_deleted(
+                    run.spec.table,
+                    &run.user,
+                    &run.db,
+                    run.seen.drain().collect(),
+                )?;
+            }
+            if fatal.is_none() {
+                storage::set_watermark(
+                    &run.user,
+                    &run.db,
+                    run.watermark().map(iso).as_deref(),
+                    mode == Mode::Full && complete,
+                )?;
+            }
+            if run.created >= 1000 {
+                storage::analyze(run.spec.table)?;
+            }
+            Ok::<_, SyncError>(deleted)
+        });
+        let (deleted, fatal) = match deleted {
+            Ok(d) => (d, fatal),
+            Err(e) => (0, fatal.or(Some(e))),
         };
-        storage::set_watermark(
-            user,
-            &db,
-            wm.map(iso).as_deref(),
-            mode == Mode::Full && complete,
-        )?;
+        let tally = Tally {
+            counts: (run.total, run.created, run.updated, run.skipped, deleted),
+            errors: std::mem::take(&mut run.errors),
+        };
+        let ended = Ended {
+            run_id,
+            user: &run.user,
+            db: &run.db,
+            mode,
+            started,
+            txn,
+            lock: Some(lock),
+        };
+        ended.finish(
+            run.db_name.clone(),
+            Some(&run.client),
+            tally,
+            fatal.map(Fatal::from),
+        )
     }
-    if run.created >= 1000 {
-        storage::analyze(run.spec.table)?;
-    }
-    let tally = Tally {
-        counts: (run.total, run.created, run.updated, run.skipped, deleted),
-        errors: std::mem::take(&mut run.errors),
+}
+
+/// A webhook's page refetch: reads the page as Notion has it now and upserts it into its
+/// database's table (blocks re-read only when `content`), or marks it in trash when Notion has
+/// it in trash or no longer shows it. An older event can never overwrite newer data: the page is
+/// read fresh, and the upsert never replaces a row with an older `last_edited_time`.
+pub fn apply_page(
+    user: &str,
+    page_id: &str,
+    content: bool,
+    txn: Txn,
+    interrupt: &dyn Fn(),
+) -> Result<String, SyncError> {
+    let page_id = normalize_id(page_id)?;
+    let token = txn
+        .run(|| storage::token(user))?
+        .ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
+    let mut client = Client::new(client_config(token), interrupt).map_err(SyncError::Api)?;
+    let page = match client.get(&format!("/pages/{page_id}")) {
+        Ok(p) => p,
+        Err(ApiError::Http { status: 404, .. }) => {
+            let n = txn.run(|| storage::trash_page(user, &page_id))?;
+            return Ok(format!("gone from Notion: {n} row(s) marked in trash"));
+        }
+        Err(e) => return Err(classify(e, user, &page_id)),
     };
-    drop(run);
-    finish(
-        run_id,
+    let Some(db) = page
+        .pointer("/parent/database_id")
+        .and_then(|d| d.as_str())
+        .and_then(|d| normalize_id(d).ok())
+    else {
+        return Ok("ignored: the page is not in a database".into());
+    };
+    let Some(reg) = txn.run(|| storage::registration(user, &db))? else {
+        return Ok(format!(
+            "ignored: database {db} is not registered for {user}"
+        ));
+    };
+    let trashed = page.get("in_trash").or_else(|| page.get("archived")) == Some(&Value::Bool(true));
+    if trashed {
+        let n = txn.run(|| storage::trash_page(user, &page_id))?;
+        return Ok(format!("in trash in Notion: {n} row(s) marked in trash"));
+    }
+    let depth = if content { content_depth() } else { 0 };
+    let mut run = Run::new(
+        client,
+        txn,
+        &reg.target_table,
         user,
         &db,
-        db_name,
+        reg.database_name.clone(),
+        depth,
+    );
+    run.keep_body = !content;
+    run.batch(std::slice::from_ref(&page), false)?;
+    if let Some((_, e)) = run.errors.first() {
+        return Err(SyncError::Storage(format!("page {page_id}: {e}")));
+    }
+    Ok(format!(
+        "{}: created {}, updated {}, unchanged {}",
+        reg.target_table, run.created, run.updated, run.skipped
+    ))
+}
+
+/// One sync of one database inside the caller's transaction (the SQL functions).
+pub fn sync_database(
+    user: &str,
+    raw_db: &str,
+    name: Option<&str>,
+    mode: &str,
+    hours_back: Option<i32>,
+    trigger: &str,
+) -> Result<Outcome, SyncError> {
+    let interrupt = || {
+        pgrx::check_for_interrupts!();
+    };
+    match start(
+        user,
+        raw_db,
+        name,
         mode,
-        started,
-        Some(&client),
-        tally,
-        fatal,
-    )
+        hours_back,
+        trigger,
+        Txn::Caller,
+        &interrupt,
+    )? {
+        Started::Done(o) => Ok(*o),
+        Started::Running(mut job) => {
+            while !job.step() {}
+            job.finish()
+        }
+    }
 }
 
 /// Counts (total, created, updated, skipped, deleted) and per-page errors of a run.
@@ -474,73 +771,115 @@ struct Tally {
     errors: Vec<(Option<String>, String)>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
+/// Why a run ended early: a sync error, or a skip (another run of the database was going on).
+enum Fatal {
+    Error(SyncError),
+    Skipped(String),
+}
+
+impl From<SyncError> for Fatal {
+    fn from(e: SyncError) -> Self {
+        Fatal::Error(e)
+    }
+}
+
+/// What every run writes when it ends, however it ends.
+struct Ended<'a> {
     run_id: i64,
-    user: &str,
-    db: &str,
-    db_name: String,
+    user: &'a str,
+    db: &'a str,
     mode: Mode,
     started: Instant,
-    client: Option<&Client>,
-    tally: Tally,
-    fatal: Option<SyncError>,
-) -> Result<Outcome, SyncError> {
-    let (requests, retries) = client
-        .map(|c| (c.stats.requests as i64, c.stats.retries as i64))
-        .unwrap_or((0, 0));
-    let (total, created, updated, skipped, deleted) = tally.counts;
-    let errors = tally.errors;
-    let status = if fatal.is_some() {
-        "failed"
-    } else if !errors.is_empty() {
-        "partial"
-    } else {
-        "succeeded"
-    };
-    let counts = RunCounts {
-        status: status.into(),
-        database_name: db_name.clone(),
-        total,
-        created,
-        updated,
-        skipped,
-        deleted,
-        errors: errors.len() as i64,
-        requests,
-        retries,
-        duration_ms: started.elapsed().as_millis() as i64,
-        error: fatal.as_ref().map(|e| e.to_string()),
-    };
-    storage::finish_run(run_id, &counts)?;
-    storage::record_errors(run_id, user, db, &errors)?;
-    if created + updated + deleted > 0 {
-        storage::notify(
-            &json!({"run_id": run_id, "user_id": user, "database_id": db,
-            "created": created, "updated": updated, "deleted": deleted}),
-        )?;
+    txn: Txn,
+    lock: Option<(i32, i32)>,
+}
+
+impl Ended<'_> {
+    /// A run that fails before reading any page.
+    fn fail<'i>(
+        &self,
+        db_name: String,
+        client: Option<&Client>,
+        e: SyncError,
+    ) -> Result<Started<'i>, SyncError> {
+        self.finish(db_name, client, Tally::default(), Some(Fatal::Error(e)))
+            .map(|o| Started::Done(Box::new(o)))
     }
-    pgrx::log!(
-        "notion_sync: synced {} ({}): total {}, created {}, updated {}, skipped {}, deleted {}, errors {} in {} ms",
-        db_name, mode.as_str(), total, created, updated, skipped, deleted, counts.errors, counts.duration_ms
-    );
-    let raise = match fatal {
-        Some(
-            e @ (SyncError::BadToken(_)
-            | SyncError::NotShared(_)
-            | SyncError::Api(ApiError::Config(_))),
-        ) => Some(e),
-        _ => None,
-    };
-    Ok(Outcome {
-        run_id,
-        database_id: db.to_string(),
-        database_name: db_name,
-        mode: mode.as_str(),
-        counts,
-        errors,
-        raise,
-    })
+
+    fn finish(
+        &self,
+        db_name: String,
+        client: Option<&Client>,
+        tally: Tally,
+        fatal: Option<impl Into<Fatal>>,
+    ) -> Result<Outcome, SyncError> {
+        let fatal: Option<Fatal> = fatal.map(Into::into);
+        let (requests, retries) = client
+            .map(|c| (c.stats.requests as i64, c.stats.retries as i64))
+            .unwrap_or((0, 0));
+        let (total, created, updated, skipped, deleted) = tally.counts;
+        let errors = tally.errors;
+        let status = match &fatal {
+            Some(Fatal::Skipped(_)) => "skipped",
+            Some(Fatal::Error(_)) => "failed",
+            None if !errors.is_empty() => "partial",
+            None => "succeeded",
+        };
+        let counts = RunCounts {
+            status: status.into(),
+            database_name: db_name.clone(),
+            total,
+            created,
+            updated,
+            skipped,
+            deleted,
+            errors: errors.len() as i64,
+            requests,
+            retries,
+            duration_ms: self.started.elapsed().as_millis() as i64,
+            error: fatal.as_ref().map(|f| match f {
+                Fatal::Error(e) => e.to_string(),
+                Fatal::Skipped(s) => s.clone(),
+            }),
+        };
+        let (run_id, user, db) = (self.run_id, self.user, self.db);
+        self.txn.run(|| {
+            storage::finish_run(run_id, &counts)?;
+            storage::record_errors(run_id, user, db, &errors)?;
+            if created + updated + deleted > 0 {
+                storage::notify(
+                    &json!({"run_id": run_id, "user_id": user, "database_id": db,
+                    "created": created, "updated": updated, "deleted": deleted}),
+                )?;
+            }
+            // The worker's lock is a session lock; a SQL call's ends with its transaction.
+            if let (Some(lock), Txn::PerBatch) = (self.lock, self.txn) {
+                storage::unlock_run(lock)?;
+            }
+            Ok::<_, SyncError>(())
+        })?;
+        pgrx::log!(
+            "notion_sync: synced {} ({}): total {}, created {}, updated {}, skipped {}, deleted {}, errors {} in {} ms",
+            db_name, self.mode.as_str(), total, created, updated, skipped, deleted, counts.errors, counts.duration_ms
+        );
+        let raise = match fatal {
+            Some(Fatal::Error(
+                e @ (SyncError::BadToken(_)
+                | SyncError::NotShared(_)
+                | SyncError::Api(ApiError::Config(_))),
+            )) => Some(e),
+            _ => None,
+        };
+        Ok(Outcome {
+            run_id,
+            database_id: db.to_string(),
+            database_name: db_name,
+            mode: self.mode.as_str(),
+            counts,
+            errors,
+            raise,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,33 @@ pub struct Config {
     pub max_retries: u32,
     /// Requests per second for this token; 0 = no limit.
     pub rps: f64,
+    /// Where the token's bucket lives: this process ([`take_budget`]) or shared memory.
+    pub budget: Budget,
+}
+
+/// Takes one request from a token's budget at `rps`, or says how long to wait for one.
+pub type Budget = fn(token: &str, rps: f64) -> Option<Duration>;
+
+/// One token-bucket step: refills at `rps` up to a burst of `rps` requests (at least 1), then
+/// takes one request or returns the wait. `level` starts full; times are microseconds.
+pub fn bucket_step(level: &mut f64, last_us: &mut i64, now_us: i64, rps: f64) -> Option<Duration> {
+    let cap = rps.max(1.0);
+    let elapsed = (now_us - *last_us).max(0) as f64 / 1e6;
+    *level = (*level + elapsed * rps).min(cap);
+    *last_us = now_us;
+    if *level >= 1.0 {
+        *level -= 1.0;
+        None
+    } else {
+        Some(Duration::from_secs_f64((1.0 - *level) / rps))
+    }
+}
+
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 #[derive(Default, Debug, Clone, Copy)]
@@ -80,27 +107,19 @@ pub struct Stats {
     pub retries: u64,
 }
 
-/// Budget per token, shared by every client in this process.
-static BUCKETS: Mutex<Option<HashMap<String, (f64, Instant)>>> = Mutex::new(None);
+/// Budget per token, shared by every client in this process (used when the library is not
+/// preloaded, so there is no shared memory).
+static BUCKETS: Mutex<Option<HashMap<String, (f64, i64)>>> = Mutex::new(None);
 
-/// Takes one request from the token's bucket, or says how long to wait for one.
-fn take_budget(token: &str, rps: f64) -> Option<Duration> {
+pub fn take_budget(token: &str, rps: f64) -> Option<Duration> {
     if rps <= 0.0 {
         return None;
     }
     let mut guard = BUCKETS.lock().unwrap_or_else(|e| e.into_inner());
     let map = guard.get_or_insert_with(HashMap::new);
-    let cap = rps.max(1.0);
-    let now = Instant::now();
-    let (level, last) = map.entry(token.to_string()).or_insert((cap, now));
-    *level = (*level + now.duration_since(*last).as_secs_f64() * rps).min(cap);
-    *last = now;
-    if *level >= 1.0 {
-        *level -= 1.0;
-        None
-    } else {
-        Some(Duration::from_secs_f64((1.0 - *level) / rps))
-    }
+    let now = now_us();
+    let (level, last) = map.entry(token.to_string()).or_insert((rps.max(1.0), now));
+    bucket_step(level, last, now, rps)
 }
 
 pub struct Client<'a> {
@@ -223,7 +242,7 @@ impl<'a> Client<'a> {
         let body = body.map(|b| b.to_string());
         let mut attempt: u32 = 0;
         loop {
-            while let Some(wait) = take_budget(&self.cfg.token, self.cfg.rps) {
+            while let Some(wait) = (self.cfg.budget)(&self.cfg.token, self.cfg.rps) {
                 self.sleep(wait);
             }
             self.stats.requests += 1;
@@ -421,26 +440,14 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((base * (0.5 + jitter)).min(30_000.0) as u64)
 }
 
-/// The query body for one window of a scan: sorted by `created_time` so a capped query can resume
-/// with `on_or_after` the last created minute seen.
-pub fn query_body(
-    edited_since: Option<&str>,
-    created_from: Option<&str>,
-    cursor: Option<&str>,
-) -> Value {
-    let mut filters = vec![];
-    if let Some(t) = edited_since {
-        filters.push(json!({"timestamp":"last_edited_time","last_edited_time":{"on_or_after": t}}));
-    }
-    if let Some(t) = created_from {
-        filters.push(json!({"timestamp":"created_time","created_time":{"on_or_after": t}}));
-    }
+/// The query body for one window of a scan, sorted ascending by `key` (`created_time` or
+/// `last_edited_time`) and starting `on_or_after` `since`, so a capped query can resume from the
+/// last minute seen.
+pub fn query_body(key: &str, since: Option<&str>, cursor: Option<&str>) -> Value {
     let mut body =
-        json!({"page_size": 100, "sorts": [{"timestamp":"created_time","direction":"ascending"}]});
-    match filters.len() {
-        0 => {}
-        1 => body["filter"] = filters.pop().unwrap(),
-        _ => body["filter"] = json!({"and": filters}),
+        json!({"page_size": 100, "sorts": [{"timestamp": key, "direction": "ascending"}]});
+    if let Some(t) = since {
+        body["filter"] = json!({"timestamp": key, key: {"on_or_after": t}});
     }
     if let Some(c) = cursor {
         body["start_cursor"] = json!(c);
@@ -484,14 +491,20 @@ mod tests {
     #[test]
     fn query_body_windows() {
         let b = query_body(
+            "last_edited_time",
             Some("2026-01-01T00:00:00Z"),
-            Some("2025-01-01T00:00:00Z"),
             Some("s:abc"),
         );
-        assert_eq!(b["filter"]["and"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            b["filter"]["last_edited_time"]["on_or_after"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(b["sorts"][0]["timestamp"], "last_edited_time");
         assert_eq!(b["page_size"], 100);
         assert_eq!(b["start_cursor"], "s:abc");
-        assert!(query_body(None, None, None).get("filter").is_none());
+        assert!(query_body("created_time", None, None)
+            .get("filter")
+            .is_none());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 import psycopg
 import pytest
 
-from harness import Cluster, Fake
+from harness import Cluster, Fake, connect, fresh_state, wait_for
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +15,9 @@ def fake():
 @pytest.fixture(scope="session")
 def cluster(fake):
     c = Cluster("cluster-test", {"notion_sync.api_url": f"'{fake.url}/v1'",
-                                 "notion_sync.requests_per_second": 0, "notion_sync.max_retries": 2})
+                                 "notion_sync.requests_per_second": 0, "notion_sync.max_retries": 2,
+                                 # The scheduler has its own cluster (test_worker.py).
+                                 "notion_sync.worker_enabled": "off"})
     with psycopg.connect(c.dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS notion_sync CASCADE")
     yield {"dsn": c.dsn, "port": c.port, "data": c.data}
@@ -25,12 +27,40 @@ def cluster(fake):
 @pytest.fixture
 def db(cluster, fake):
     """A superuser connection on a freshly reset fake and empty sync tables."""
-    fake.reset()
-    fake.admin("DELETE", "faults")
     conn = psycopg.connect(cluster["dsn"], autocommit=True)
-    conn.execute("TRUNCATE notion_sync.tokens, notion_sync.databases, notion_sync.sync_runs CASCADE")
-    for t in ("characters", "worlds", "stories", "chat_sessions", "pages"):
-        conn.execute(f"TRUNCATE notion_sync.notion_{t}_sync")
-    conn.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')")
+    fresh_state(fake, conn)
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def wcluster(fake):
+    c = Cluster("cluster-worker", {
+        "shared_preload_libraries": "'notion_sync,pg_cron'", "cron.database_name": "'postgres'",
+        "cron.use_background_workers": "on", "max_worker_processes": 16,
+        "notion_sync.api_url": f"'{fake.url}/v1'", "notion_sync.requests_per_second": 0,
+        "notion_sync.max_retries": 2, "notion_sync.content_depth": 0})
+    with psycopg.connect(c.dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION notion_sync CASCADE")
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def wdb(wcluster, fake):
+    conn = connect(wcluster)
+    conn.execute("ALTER SYSTEM RESET notion_sync.worker_enabled")
+    conn.execute("SELECT pg_reload_conf()")
+    quiesce(conn)
+    fresh_state(fake, conn)
+    yield conn
+    conn.close()
+    with connect(wcluster) as conn:  # a new one: the test may have restarted the cluster
+        conn.execute("TRUNCATE notion_sync.databases")  # no schedules left for the next test
+        quiesce(conn)
+
+
+def quiesce(conn):
+    """Waits for runs the worker still has going (they would write into the next test)."""
+    wait_for(lambda: conn.execute("SELECT count(*) = 0 FROM pg_locks WHERE locktype = 'advisory'"
+                                  " AND classid = 28275 AND objsubid = 2").fetchone()[0], 30)

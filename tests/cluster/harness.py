@@ -9,6 +9,8 @@ import subprocess
 import time
 import urllib.request
 
+import psycopg
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RUN = ROOT / ".run"
 FAKE_BIN = ROOT / "target" / "release" / "fake_notion"
@@ -88,6 +90,47 @@ class Cluster:
                                     "-w", "start"]), check=True, capture_output=True)
         self.dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
 
-    def stop(self):
-        subprocess.run(as_postgres([str(PGBIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"]),
-                       capture_output=True)
+    def pg_ctl(self, *args):
+        return subprocess.run(as_postgres([str(PGBIN / "pg_ctl"), "-D", str(self.data), *args]),
+                              capture_output=True, text=True)
+
+    def start(self):
+        r = self.pg_ctl("-l", str(self.data / "server.log"), "-w", "start")
+        assert r.returncode == 0, r.stderr
+
+    def stop(self, mode="fast"):
+        self.pg_ctl("-m", mode, "-w", "stop")
+
+    def postmaster_pid(self):
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    def log(self):
+        return (self.data / "server.log").read_text(errors="replace")
+
+
+def wait_for(fn, timeout, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            v = fn()
+        except psycopg.OperationalError:
+            v = None
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def connect(c):
+    return psycopg.connect(c.dsn, autocommit=True)
+
+
+def fresh_state(fake, conn):
+    """A freshly reset fake, empty registry, history and sync tables, and alice's token."""
+    fake.reset()
+    fake.admin("DELETE", "faults")
+    conn.execute("TRUNCATE notion_sync.tokens, notion_sync.databases, notion_sync.sync_runs,"
+                 " notion_sync.webhook_events, notion_sync.webhook_secrets CASCADE")
+    for t in ("characters", "worlds", "stories", "chat_sessions", "pages"):
+        conn.execute(f"TRUNCATE notion_sync.notion_{t}_sync")
+    conn.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')")
