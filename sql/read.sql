@@ -73,30 +73,51 @@ AS $$
    ORDER BY h.score DESC, h.title
 $$;
 
--- Run history and status, per database (the worker adds schedules and next runs).
+-- Totals per table (pages, with content, with an email property filled, last updated), the five most
+-- recently updated pages and the five most recent runs.
 CREATE FUNCTION notion_sync.status(p_user_id text DEFAULT NULL)
-RETURNS jsonb LANGUAGE sql STABLE
+RETURNS jsonb LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  WITH t(tbl, total, with_content, last_updated) AS (
-    SELECT 'notion_characters_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
-      FROM notion_sync.notion_characters_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
-    UNION ALL SELECT 'notion_worlds_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
-      FROM notion_sync.notion_worlds_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
-    UNION ALL SELECT 'notion_stories_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
-      FROM notion_sync.notion_stories_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
-    UNION ALL SELECT 'notion_chat_sessions_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
-      FROM notion_sync.notion_chat_sessions_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash
-    UNION ALL SELECT 'notion_pages_sync', count(*), count(*) FILTER (WHERE coalesce(body, '') <> ''), max(updated_at)
-      FROM notion_sync.notion_pages_sync WHERE (p_user_id IS NULL OR user_id = p_user_id) AND NOT in_trash)
-  SELECT jsonb_build_object(
-    'tables', (SELECT jsonb_object_agg(tbl, jsonb_build_object('total', total, 'with_content', with_content,
-                                                                'last_updated', last_updated)) FROM t),
+DECLARE
+  t record;
+  tables jsonb := '{}'::jsonb;
+  recent jsonb := '[]'::jsonb;
+  one jsonb;
+BEGIN
+  FOR t IN SELECT * FROM (VALUES ('notion_characters_sync', 'name'), ('notion_worlds_sync', 'name'),
+                                 ('notion_stories_sync', 'title'), ('notion_chat_sessions_sync', 'title'),
+                                 ('notion_pages_sync', 'title')) v(tbl, title) LOOP
+    EXECUTE format($q$
+      SELECT jsonb_build_object(
+        'total', count(*),
+        'with_content', count(*) FILTER (WHERE coalesce(body, '') <> ''),
+        'with_email', count(*) FILTER (WHERE EXISTS (
+            SELECT 1 FROM jsonb_each(properties) p
+             WHERE p.value->>'type' = 'email' AND coalesce(p.value->>'value', '') <> '')),
+        'last_updated', max(updated_at))
+        FROM notion_sync.%1$I WHERE ($1::text IS NULL OR user_id = $1) AND NOT in_trash$q$, t.tbl)
+      INTO one USING p_user_id;
+    tables := tables || jsonb_build_object(t.tbl, one);
+    EXECUTE format($q$
+      SELECT coalesce(jsonb_agg(x), '[]'::jsonb) FROM (
+        SELECT %2$L AS table, notion_page_id, %3$I AS title, updated_at
+          FROM notion_sync.%1$I WHERE ($1::text IS NULL OR user_id = $1)
+         ORDER BY updated_at DESC LIMIT 5) x$q$, t.tbl, t.tbl, t.title)
+      INTO one USING p_user_id;
+    recent := recent || one;
+  END LOOP;
+  RETURN jsonb_build_object(
+    'tables', tables,
+    'recent_updates', (SELECT coalesce(jsonb_agg(r ORDER BY r->>'updated_at' DESC), '[]'::jsonb)
+                         FROM (SELECT r FROM jsonb_array_elements(recent) r
+                                ORDER BY r->>'updated_at' DESC LIMIT 5) x),
     'last_runs', (SELECT coalesce(jsonb_agg(r ORDER BY r.run_id DESC), '[]'::jsonb) FROM (
-        SELECT run_id, database_name, mode, status, total, created, updated, skipped, deleted, errors,
+        SELECT run_id, database_name, trigger, mode, status, total, created, updated, skipped, deleted, errors,
                duration_ms, finished_at
           FROM notion_sync.sync_runs WHERE p_user_id IS NULL OR user_id = p_user_id
-         ORDER BY run_id DESC LIMIT 5) r))
+         ORDER BY run_id DESC LIMIT 5) r));
+END
 $$;
 
 GRANT EXECUTE ON FUNCTION notion_sync.get_notion_character(text, text) TO PUBLIC;

@@ -139,3 +139,14 @@ def test_a_5xx_storm_is_retried(fake, db):
     r = db.execute(f"SELECT status, created FROM notion_sync.sync_notion_database('alice', '{CHARACTERS}', 'Characters', 'full')").fetchone()
     assert r == ("succeeded", 4)
     assert db.execute("SELECT retries FROM notion_sync.sync_runs ORDER BY run_id DESC LIMIT 1").fetchone()[0] == 2
+
+
+def test_status_counts_content_email_and_recent_updates(db):
+    db.execute("SELECT * FROM notion_sync.sync_notion_database('alice', 'a1b2c3d4-0000-4000-8000-0000000000c5',"
+               " 'Clients', 'full')")
+    st = db.execute("SELECT notion_sync.status('alice')").fetchone()[0]
+    clients = st["tables"]["notion_pages_sync"]
+    assert (clients["total"], clients["with_email"], clients["with_content"]) == (3, 2, 2)
+    assert [r["table"] for r in st["recent_updates"]] == ["notion_pages_sync"] * 3
+    assert st["last_runs"][0]["status"] == "succeeded" and st["last_runs"][0]["trigger"] == "manual"
+    assert db.execute("SELECT notion_sync.status('nobody')").fetchone()[0]["tables"]["notion_pages_sync"]["total"] == 0
