@@ -150,3 +150,39 @@ def test_status_counts_content_email_and_recent_updates(db):
     assert [r["table"] for r in st["recent_updates"]] == ["notion_pages_sync"] * 3
     assert st["last_runs"][0]["status"] == "succeeded" and st["last_runs"][0]["trigger"] == "manual"
     assert db.execute("SELECT notion_sync.status('nobody')").fetchone()[0]["tables"]["notion_pages_sync"]["total"] == 0
+
+
+def test_two_sessions_share_one_request_budget_per_token(cluster, fake, db):
+    """With the library preloaded the token bucket is in shared memory: two sessions syncing with the
+    same token together stay within one budget (each with its own bucket would go twice as fast)."""
+    import datetime
+    import threading
+
+    ds = "d5000000-0000-4000-8000-00000000c0de"
+    fake.admin("POST", f"data_sources/{ds}/generate", {"count": 1000, "created_time": "2026-01-01T00:00:00Z"})
+    db.execute("SELECT notion_sync.set_notion_token('bob', 'ntn_demo_alice')")
+    fake.admin("DELETE", "requests")
+    rps = 4
+
+    def sync(user):
+        with psycopg.connect(cluster["dsn"], autocommit=True) as c:
+            c.execute(f"SET notion_sync.requests_per_second = {rps}")
+            c.execute("SET notion_sync.content_depth = 0")
+            r = c.execute("SELECT status FROM notion_sync.sync_notion_database(%s,"
+                          " 'a1b2c3d4-0000-4000-8000-00000000c0de', 'Reading List', 'full')", (user,)).fetchone()
+            assert r == ("succeeded",)
+
+    threads = [threading.Thread(target=sync, args=(u,)) for u in ("alice", "bob")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    times = sorted(datetime.datetime.fromisoformat(r["time"].replace("Z", "+00:00")) for r in fake.requests()
+                   if r["path"].startswith("/v1/"))
+    span = (times[-1] - times[0]).total_seconds()
+    # A bucket of `rps` with a burst of `rps`: n requests need at least (n - rps) / rps seconds.
+    floor = (len(times) - rps) / rps
+    worst = max(sum(1 for u in times if 0 <= (u - t).total_seconds() < 1) for t in times)
+    print(f"\nFIGURE 2 sessions, 1 token at {rps} rps: {len(times)} requests in {span:.1f} s "
+          f"(one shared budget needs >= {floor:.1f} s), busiest second {worst} requests")
+    assert span >= floor * 0.9
