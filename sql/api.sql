@@ -143,9 +143,10 @@ AS $$
                   LATERAL jsonb_populate_record(NULL::notion_sync.sync_result, j.v) AS r
 $$;
 
--- Rows of one database in its target table (not in trash), for sync_status.
+-- Rows of one database in its target table (not in trash), for sync_status. SECURITY DEFINER: the
+-- admin role counts every user's rows (RLS would show it only its own).
 CREATE FUNCTION notion_sync._row_count(p_target text, p_user_id text, p_database_id text)
-RETURNS bigint LANGUAGE plpgsql STABLE
+RETURNS bigint LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -184,6 +185,7 @@ SELECT d.user_id, d.database_id, d.database_name, d.target_table, d.schedule, d.
 REVOKE ALL ON notion_sync.sync_status FROM PUBLIC;
 GRANT SELECT ON notion_sync.sync_status TO notion_sync_admin;
 REVOKE ALL ON FUNCTION notion_sync._row_count(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync._row_count(text, text, text) TO notion_sync_admin;
 
 REVOKE ALL ON FUNCTION notion_sync._sync_database(text, text, text, text, int, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION notion_sync._sync_all(text, text, text) FROM PUBLIC;

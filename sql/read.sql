@@ -74,9 +74,10 @@ AS $$
 $$;
 
 -- Totals per table (pages, with content, with an email property filled, last updated), the five most
--- recently updated pages and the five most recent runs.
+-- recently updated pages and the five most recent runs. SECURITY DEFINER (granted to
+-- notion_sync_admin only): an admin sees every user's totals, which RLS would hide.
 CREATE FUNCTION notion_sync.status(p_user_id text DEFAULT NULL)
-RETURNS jsonb LANGUAGE plpgsql STABLE
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE

@@ -74,6 +74,10 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
     let dbname = gucs::string(&gucs::DATABASE, "postgres");
     BackgroundWorker::connect_worker_to_spi(Some(&dbname), None);
     crate::shmem::register_worker();
+    // Every statement of the worker resolves names in pg_catalog first: objects a user created in
+    // public (a trojan unnest() or now()) are never picked up.
+    tx(|| Spi::run("SET search_path = pg_catalog, pg_temp"))
+        .unwrap_or_else(|e| warning!("notion_sync worker: {e}"));
     log!("notion_sync worker: started for database {dbname:?}");
     let mut w = Worker {
         jobs: vec![],

@@ -186,3 +186,86 @@ def test_two_sessions_share_one_request_budget_per_token(cluster, fake, db):
     print(f"\nFIGURE 2 sessions, 1 token at {rps} rps: {len(times)} requests in {span:.1f} s "
           f"(one shared budget needs >= {floor:.1f} s), busiest second {worst} requests")
     assert span >= floor * 0.9
+
+
+def test_trojan_functions_in_public_are_never_picked_up(db, app_role):
+    """search_path attack: a role that may create objects in public shadows the functions and names
+    the extension uses; nothing of ours calls them (SECURITY DEFINER ones pin search_path, the read
+    functions too, everything is schema-qualified)."""
+    db.execute("GRANT CREATE ON SCHEMA public TO ns_app_alice")
+    db.execute(f"SELECT notion_sync.sync_notion_database('alice', '{CHARACTERS}', 'Characters', 'full')")
+    trojan = "RETURNS {r} LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'trojan {n} called'; END$$"
+    for name, args, ret in [("lower", "text", "text"), ("btrim", "text", "text"), ("strpos", "text, text", "int"),
+                            ("starts_with", "text, text", "boolean"),
+                            ("now", "", "timestamptz"), ("unnest", "text[]", "SETOF text"),
+                            ("websearch_to_tsquery", "regconfig, text", "tsquery"), ("count", "text", "bigint")]:
+        app_role.execute(f"CREATE FUNCTION public.{name}({args}) " + trojan.format(r=ret, n=name))
+    app_role.execute("CREATE TABLE public.tokens (user_id text, token text)")
+    app_role.execute("CREATE TABLE public.notion_characters_sync (name text)")
+    app_role.execute("SET search_path = public, pg_catalog")
+    assert app_role.execute("SELECT name FROM notion_sync.get_notion_character('alice', 'aria')").fetchone() == \
+        ("Aria Stormwind",)
+    assert app_role.execute("SELECT count(*) FROM notion_sync.search_notion_content('alice', 'storm')").fetchone()[0] > 0
+    # The admin functions and the engine, called with the same search_path by a superuser.
+    db.execute("CREATE FUNCTION public.jsonb_to_recordset(jsonb) RETURNS SETOF record LANGUAGE plpgsql AS "
+               "$$BEGIN RAISE EXCEPTION 'trojan jsonb_to_recordset called'; END$$")
+    try:
+        db.execute("SET search_path = public, pg_catalog")
+        db.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')")
+        db.execute(f"SELECT notion_sync.register_database('alice', '{CHARACTERS}', 'Characters', 'manual')")
+        r = db.execute(f"SELECT status FROM notion_sync.sync_notion_database('alice', '{CHARACTERS}', NULL, 'full')")
+        assert r.fetchone() == ("succeeded",)
+    finally:
+        db.execute("RESET search_path")
+        db.execute("DROP FUNCTION public.jsonb_to_recordset(jsonb)")
+
+
+def test_secrets_stay_out_of_logs_views_and_settings(cluster, db, fake):
+    """With log_statement = 'all', the documented safe way (bind parameters, and
+    log_parameter_max_length = 0 for the role that sets secrets) keeps tokens and webhook secrets
+    out of the server log; views, errors and settings never show them."""
+    token, secret = "ntn_secret_token_9f8e7d", "secret_webhook_key_5a4b3c"
+    db.execute("ALTER SYSTEM SET log_statement = 'all'")
+    db.execute("SELECT pg_reload_conf()")
+    log = cluster["data"] / "server.log"
+    start = log.stat().st_size
+    try:
+        db.execute("DROP ROLE IF EXISTS ns_admin")
+        db.execute("CREATE ROLE ns_admin LOGIN IN ROLE notion_sync_admin")
+        db.execute("ALTER ROLE ns_admin SET log_parameter_max_length = 0")
+        db.execute("ALTER ROLE ns_admin SET log_parameter_max_length_on_error = 0")
+        with psycopg.connect(cluster["dsn"].replace("user=postgres", "user=ns_admin"), autocommit=True) as admin:
+            admin.execute("SELECT notion_sync.set_notion_token(%s, %s)", ("carol", token))
+            admin.execute("SELECT notion_sync.set_webhook_secret(%s, %s)", ("carol", secret))
+            admin.execute("SELECT notion_sync.handle_webhook(%s, NULL, %s)",
+                          (json.dumps({"verification_token": secret}), "carol"))
+            # A sync with a token Notion rejects: the error names the user, not the token.
+            with pytest.raises(psycopg.Error) as e:
+                admin.execute(f"SELECT notion_sync.sync_notion_database('carol', '{CHARACTERS}', 'Characters')")
+            assert token not in str(e.value)
+            admin.execute(f"SELECT notion_sync.register_database('carol', '{CHARACTERS}', 'Characters', 'manual')")
+            r = admin.execute("SELECT status, errors::text FROM notion_sync.sync_all_notion_databases('carol')")
+            status, errs = r.fetchone()
+            assert status == "failed" and token not in errs
+            st = admin.execute("SELECT notion_sync.status()").fetchone()[0]
+            assert st["last_runs"][0]["status"] == "failed"  # an admin sees every user's runs
+            seen = json.dumps([st,
+                               admin.execute("SELECT notion_sync.webhook_health()").fetchone()[0],
+                               [list(map(str, r)) for r in admin.execute("SELECT * FROM notion_sync.sync_status")],
+                               [list(map(str, r)) for r in admin.execute("SELECT * FROM notion_sync.sync_runs")],
+                               admin.execute("SELECT json_agg(s) FROM pg_settings s").fetchone()[0]])
+            for name in ("tokens", "webhook_secrets"):
+                with pytest.raises(errors.InsufficientPrivilege):
+                    admin.execute(f"SELECT * FROM notion_sync.{name}")
+        time.sleep(0.5)
+        with open(log, errors="replace") as f:
+            f.seek(start)
+            written = f.read()
+        assert "set_notion_token" in written, "log_statement = 'all' did not log"
+        for s in (token, secret):
+            assert s not in written and s not in seen, s
+    finally:
+        db.execute("ALTER SYSTEM RESET log_statement")
+        db.execute("SELECT pg_reload_conf()")
+        db.execute("DROP OWNED BY ns_admin")
+        db.execute("DROP ROLE IF EXISTS ns_admin")
