@@ -65,6 +65,8 @@ run "5. Status: notion_sync.status('alice')" \
   "SELECT key AS sync_table, value->>'total' AS pages, value->>'with_content' AS with_content, value->>'last_updated' AS last_updated FROM jsonb_each(notion_sync.status('alice')->'tables')"
 run "6. Run history:" \
   "SELECT run_id, database_name, trigger, mode, status, total, created, skipped, http_requests, duration_ms FROM notion_sync.sync_runs ORDER BY run_id"
+run "7. The background worker runs each database on its schedule, in its time zone (notion_sync.sync_status):" \
+  "SELECT database_name, schedule, timezone, next_run, last_status, last_trigger, rows FROM notion_sync.sync_status ORDER BY next_run NULLS LAST"
 
 echo
 echo "The demo cluster is running. Connect with:"
