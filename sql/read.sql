@@ -19,11 +19,16 @@ AS $$
             WHEN strpos(lower(c.name), lower(p_character_name)) > 0 THEN 0.8
             ELSE 0.7 * %1$s.similarity(lower(c.name), lower(p_character_name))
           END)::real AS match_score
-    FROM notion_sync.notion_characters_sync c
-   WHERE c.user_id = p_user_id AND NOT c.in_trash
-     AND (p_character_name IS NULL
-          OR lower(c.name) OPERATOR(%1$s.%%) lower(p_character_name)
-          OR strpos(lower(c.name), lower(p_character_name)) > 0)
+    FROM (SELECT * FROM notion_sync.notion_characters_sync x
+           WHERE p_character_name IS NULL AND x.user_id = p_user_id AND NOT x.in_trash
+          UNION ALL
+          -- Two branches rather than "name IS NULL OR ...", and LIKE (wildcards in the name escaped)
+          -- rather than strpos, so the trigram index serves the match.
+          SELECT * FROM notion_sync.notion_characters_sync x
+           WHERE x.user_id = p_user_id AND NOT x.in_trash
+             AND (lower(x.name) OPERATOR(%1$s.%%) lower(p_character_name)
+                  OR lower(x.name) LIKE '%%' || replace(replace(replace(lower(p_character_name), '\', '\\'),
+                                                                 '%%', '\%%'), '_', '\_') || '%%')) c
    ORDER BY match_score DESC, c.name
 $$ $f$, trgm);
 END

@@ -134,3 +134,49 @@ def fresh_state(fake, conn):
     for t in ("characters", "worlds", "stories", "chat_sessions", "pages"):
         conn.execute(f"TRUNCATE notion_sync.notion_{t}_sync")
     conn.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')")
+
+
+WORDS = ["storm", "harbor", "compass", "lantern", "whale", "forest", "ember", "glacier", "river", "tower",
+         "market", "citadel", "orchard", "beacon", "canyon", "meadow"]
+
+
+def fill_read_path(conn, n=100_000):
+    """n characters and n generic pages for 'alice' (plus as many for 'bob'), written directly: the
+    read path's plans and timings at scale without syncing them first."""
+    words = "(ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "])"
+    for user in ("alice", "bob"):
+        conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
+            (user_id, notion_database_id, notion_page_id, name, description, body)
+            SELECT %s, 'db-c', 'c-' || g, initcap({words}[1 + mod(g, 16)]) || ' ' || substr(md5(g::text), 1, 8),
+                   'A character from the ' || {words}[1 + mod(g / 16, 16)], 'Lives near the ' || {words}[1 + mod(g / 256, 16)]
+              FROM generate_series(1, %s) g""", (user, n))
+        conn.execute(f"""INSERT INTO notion_sync.notion_pages_sync
+            (user_id, notion_database_id, notion_page_id, title, description, body)
+            SELECT %s, 'db-p', 'p-' || g, 'Page ' || g || ' ' || {words}[1 + mod(g, 16)],
+                   'About the ' || {words}[1 + mod(g / 16, 16)] || ' and the ' || {words}[1 + mod(g / 7, 16)],
+                   'Body ' || md5(g::text) || ' ' || {words}[1 + mod(g / 3, 16)]
+              FROM generate_series(1, %s) g""", (user, n))
+    conn.execute("ANALYZE notion_sync.notion_characters_sync")
+    conn.execute("ANALYZE notion_sync.notion_pages_sync")
+
+
+def read_path_timings(conn, queries=100):
+    """Search p50/p95 over `queries` web-search queries and character lookup p50 (ms)."""
+    import random
+    import statistics
+    rnd = random.Random(7)
+    search, lookup = [], []
+    for i in range(queries):
+        a, b = rnd.sample(WORDS, 2)
+        q = [f"{a} {b}", f'"{a}" -{b}', f"{a} or {b}"][i % 3]
+        t0 = time.perf_counter()
+        conn.execute("SELECT * FROM notion_sync.search_notion_content('alice', %s, 20)", (q,)).fetchall()
+        search.append((time.perf_counter() - t0) * 1000)
+        name = [f"{a} {i:x}", a[:4], f"{a[:-1]}x"][i % 3]
+        t0 = time.perf_counter()
+        conn.execute("SELECT * FROM notion_sync.get_notion_character('alice', %s)", (name,)).fetchall()
+        lookup.append((time.perf_counter() - t0) * 1000)
+    search.sort()
+    return {"search_p50_ms": round(statistics.median(search), 1),
+            "search_p95_ms": round(search[int(len(search) * 0.95) - 1], 1),
+            "lookup_p50_ms": round(statistics.median(lookup), 1)}
