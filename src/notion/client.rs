@@ -79,18 +79,21 @@ pub struct Config {
 /// Takes one request from a token's budget at `rps`, or says how long to wait for one.
 pub type Budget = fn(token: &str, rps: f64) -> Option<Duration>;
 
-/// One token-bucket step: refills at `rps` up to a burst of `rps` requests (at least 1), then
+/// One token-bucket step: refills at about `rps` up to a burst of `rps` requests (at least 1), then
 /// takes one request or returns the wait. `level` starts full; times are microseconds.
 pub fn bucket_step(level: &mut f64, last_us: &mut i64, now_us: i64, rps: f64) -> Option<Duration> {
     let cap = rps.max(1.0);
+    // Refilled a little slower than `rps` so that burst + refill never exceed rps x 60 in any 60 s
+    // window (Notion's limit is an average per minute).
+    let refill = (rps - cap / 60.0).max(rps / 2.0);
     let elapsed = (now_us - *last_us).max(0) as f64 / 1e6;
-    *level = (*level + elapsed * rps).min(cap);
+    *level = (*level + elapsed * refill).min(cap);
     *last_us = now_us;
     if *level >= 1.0 {
         *level -= 1.0;
         None
     } else {
-        Some(Duration::from_secs_f64((1.0 - *level) / rps))
+        Some(Duration::from_secs_f64((1.0 - *level) / refill))
     }
 }
 
@@ -215,6 +218,12 @@ impl<'a> Client<'a> {
                         Ok(_) => Ok((status, retry_after, buf)),
                         Err(e) => Err(ApiError::Transport(format!("reading the body: {e}"))),
                     }
+                }
+                // A bad certificate will not get better by retrying: fatal, and it says so.
+                Err(ureq::Error::Transport(t)) if t.to_string().contains("certificate") => {
+                    Err(ApiError::Config(format!(
+                        "TLS certificate rejected for notion_sync.api_url: {t}"
+                    )))
                 }
                 Err(ureq::Error::Transport(t)) => Err(ApiError::Transport(t.to_string())),
             };
@@ -527,5 +536,29 @@ mod tests {
             "a burst of 10 at 5 rps must wait for some: {waited}"
         );
         assert!(take_budget("other", 0.0).is_none());
+    }
+
+    #[test]
+    fn never_above_the_budget_in_any_60_s_window() {
+        // A client that asks as fast as it is allowed, on a simulated clock.
+        let (mut level, mut last, mut now) = (3.0, 0i64, 0i64);
+        let mut sent = vec![];
+        while now < 300_000_000 {
+            match bucket_step(&mut level, &mut last, now, 3.0) {
+                None => sent.push(now),
+                Some(wait) => now += wait.as_micros() as i64 + 1,
+            }
+        }
+        let worst = sent
+            .iter()
+            .map(|t| {
+                sent.iter()
+                    .filter(|u| **u >= *t && **u < t + 60_000_000)
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(worst <= 180, "{worst} requests in a 60 s window at 3 rps");
+        assert!(sent.len() as f64 / 300.0 >= 2.9, "sustained rate too low");
     }
 }

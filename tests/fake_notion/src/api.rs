@@ -23,6 +23,8 @@ pub struct Fault {
     pub probability: f64,
     pub path: Option<String>,
     pub method: Option<String>,
+    /// `malformed`: how many results of a list response to garble (spread evenly; default 1).
+    pub results: usize,
 }
 
 impl Fault {
@@ -35,6 +37,7 @@ impl Fault {
             retry_after: v.get("retry_after").and_then(|x| x.as_u64()),
             reason: s("rate_limit_reason"),
             delay_ms: v.get("delay_ms").and_then(|x| x.as_u64()).unwrap_or(0),
+            results: v.get("results").and_then(|x| x.as_u64()).unwrap_or(1) as usize,
             count: v.get("count").and_then(|x| x.as_i64()).unwrap_or(-1),
             probability: v.get("probability").and_then(|x| x.as_f64()).unwrap_or(1.0),
             path: s("path"),
@@ -264,8 +267,9 @@ impl Fake {
                 "malformed" => {
                     if let Ok(mut v) = serde_json::from_slice::<Value>(&r.body) {
                         if let Some(results) = v.get_mut("results").and_then(|x| x.as_array_mut()) {
-                            if let Some(first) = results.first_mut() {
-                                first["properties"] = json!("\u{0}garbage");
+                            let (len, n) = (results.len(), f.results.max(1));
+                            for i in 0..n.min(len) {
+                                results[i * len / n]["properties"] = json!("\u{0}garbage");
                             }
                         } else if v.get("properties").is_some() {
                             v["properties"] = json!(42);
