@@ -109,6 +109,53 @@ def run(conn, mode):
     return r, secs, reqs
 
 
+def with_content(fake, dsn, n=1000):
+    """n pages with a 3-block body, content_depth 3: one block request per page on top of the queries."""
+    fake.reset(WORKSPACE)
+    fake.admin("POST", f"data_sources/{DS}/generate",
+               {"count": n, "properties": TEMPLATE, "created_time": "2026-01-01T00:00:00Z",
+                "children": [{"type": "heading_2", "text": "About"},
+                             {"type": "paragraph", "text": "A paragraph of body text for the search index."},
+                             {"type": "bulleted_list_item", "text": "A point"}]})
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs CASCADE")
+        conn.execute("SET notion_sync.content_depth = 3")
+        (_, total, _, _, _), secs, reqs = run(conn, "full")
+        (_, _, _, _, skipped), same_s, same_req = run(conn, "full")
+    return {"content_pages": n, "content_full_pages_per_s": round(total / secs), "content_full_requests": reqs,
+            "content_min_requests": n + math.ceil(n / 100) + 1, "content_unchanged_pages_per_s": round(skipped / same_s),
+            "content_unchanged_requests": same_req}
+
+
+def rate_limited(fake, dsn, n=2000, rps=3):
+    """The fake limited to 3 rps like Notion, our budget at 3: full sync time against the physical
+    minimum (requests needed / rps); the baseline SDK script on the same limit for comparison."""
+    seed(fake, n)
+    fake.admin("POST", "config", {"rate_limit_rps": rps, "rate_limit_burst": rps})
+    fake.admin("DELETE", "requests")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs CASCADE")
+        conn.execute(f"SET notion_sync.requests_per_second = {rps}")
+        _, secs, reqs = run(conn, "full")
+    limited = sum(1 for r in fake.requests() if r["status"] == 429)
+    minimum = math.ceil(n / 100) + 1
+    out = {"rate_pages": n, "rate_seconds": round(secs, 1), "rate_requests": reqs, "rate_429": limited,
+           "rate_min_seconds": round(minimum / rps, 1), "rate_vs_min": round(secs / (minimum / rps), 2)}
+    seed(fake, n)
+    fake.admin("POST", "config", {"rate_limit_rps": rps, "rate_limit_burst": rps})
+    fake.admin("DELETE", "requests")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS baseline CASCADE")
+    try:
+        b = baseline_sdk.sync(fake.url, "ntn_bench", DB, dsn)
+        out.update({"rate_baseline_seconds": round(b["seconds"], 1), "rate_baseline_requests": b["requests"]})
+    except Exception as e:  # the SDK gives up after its retries
+        out.update({"rate_baseline_seconds": None, "rate_baseline_error": type(e).__name__})
+    out["rate_baseline_429"] = sum(1 for r in fake.requests() if r["status"] == 429)
+    fake.admin("POST", "config", {"rate_limit_rps": 0})
+    return out
+
+
 def main():
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "1000 10000").split()]
     fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")
@@ -150,6 +197,10 @@ def main():
                          "unchanged_ratio": round(skipped / same_s / (n / b_same["seconds"]), 2),
                          "incr_ratio": round(b_inc["seconds"] / inc_s, 2)})
             print(json.dumps(rows[-1]), flush=True)
+        extra = with_content(fake, cluster.dsn)
+        print(json.dumps(extra), flush=True)
+        extra.update(rate_limited(fake, cluster.dsn))
+        print(json.dumps(extra), flush=True)
         with psycopg.connect(cluster.dsn, autocommit=True) as conn:
             # The read path at 100k rows per table and user (written directly, not synced).
             conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.notion_characters_sync")
@@ -186,7 +237,16 @@ def main():
            f"Read path at 100k characters and 100k pages per user (2 users; names and texts from a 16-word "
            f"vocabulary, so a query matches 6-12% of the rows): search_notion_content p50 {read['search_p50_ms']} ms, "
            f"p95 {read['search_p95_ms']} ms over 100 web-search queries; get_notion_character p50 "
-           f"{read['lookup_p50_ms']} ms over 100 names (exact-prefix, 4-letter substring, typo).\n")
+           f"{read['lookup_p50_ms']} ms over 100 names (exact-prefix, 4-letter substring, typo).\n\n"
+           f"With content (1,000 pages, 3 blocks each, content_depth 3): full sync {extra['content_full_pages_per_s']} "
+           f"pages/s with {extra['content_full_requests']} requests (minimum {extra['content_min_requests']}); "
+           f"unchanged re-sync {extra['content_unchanged_pages_per_s']} pages/s with "
+           f"{extra['content_unchanged_requests']} requests (bodies of unchanged pages are not read again).\n\n"
+           f"At 3 requests/s (the fake limited like Notion, our budget at 3), full sync of {extra['rate_pages']} pages: "
+           f"{extra['rate_seconds']} s with {extra['rate_requests']} requests and {extra['rate_429']} 429s; physical "
+           f"minimum {extra['rate_min_seconds']} s (requests needed / 3), ratio {extra['rate_vs_min']}. The baseline "
+           f"script on the same limit: {extra.get('rate_baseline_seconds')} s, {extra.get('rate_baseline_requests')} "
+           f"requests, {extra['rate_baseline_429']} 429s received{' (' + extra['rate_baseline_error'] + ')' if extra.get('rate_baseline_error') else ''}.\n")
     (ROOT / "benches" / "results" / "latest.md").write_text(out)
     print("\n" + out)
     chart(rows, ROOT / "benches" / "results" / "latest.png")
