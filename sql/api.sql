@@ -61,6 +61,7 @@ CREATE FUNCTION notion_sync.webhook_health()
 RETURNS jsonb LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+  WITH r(v) AS (SELECT notion_sync._webhook_rejected())
   SELECT jsonb_build_object(
     'subscriptions', (SELECT coalesce(jsonb_agg(jsonb_build_object(
         'user_id', s.user_id, 'subscription_id', s.subscription_id, 'verified', s.verified_at IS NOT NULL,
@@ -74,8 +75,9 @@ AS $$
     'applied', count(*) FILTER (WHERE e.status = 'done'),
     'ignored', count(*) FILTER (WHERE e.status = 'ignored'),
     'failed', count(*) FILTER (WHERE e.status = 'failed'),
-    'rejected', (notion_sync._webhook_rejected())->'count',
-    'last_rejected_at', to_timestamp(((notion_sync._webhook_rejected())->>'last_at_epoch')::float8),
+    -- A CTE used twice is evaluated once.
+    'rejected', (SELECT r.v->'count' FROM r),
+    'last_rejected_at', (SELECT to_timestamp((r.v->>'last_at_epoch')::float8) FROM r),
     'last_error', (SELECT x.last_error FROM notion_sync.webhook_events x WHERE x.last_error IS NOT NULL
                     ORDER BY x.received_at DESC LIMIT 1))
   FROM notion_sync.webhook_events e

@@ -127,11 +127,11 @@ fn key(token: &str) -> u64 {
 
 /// The budget the client uses: shared memory when preloaded, else this process's bucket.
 pub fn take(token: &str, rps: f64) -> Option<Duration> {
-    if rps <= 0.0 {
-        return None;
-    }
     if !shared() {
         return client::take_budget(token, rps);
+    }
+    if rps <= 0.0 {
+        return None;
     }
     let k = key(token);
     let now = client::now_us();

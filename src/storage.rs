@@ -81,16 +81,20 @@ pub fn spec(table: &str) -> &'static TableSpec {
         .unwrap_or(&TABLES[4])
 }
 
-pub fn token(user: &str) -> Result<Option<String>> {
-    match Spi::get_one_with_args::<String>(
-        "SELECT token FROM notion_sync.tokens WHERE user_id = $1",
-        &[user.into()],
-    ) {
+/// One text value, or None when there is no row (pgrx reports that as a position error).
+fn optional_text(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Result<Option<String>> {
+    match Spi::get_one_with_args::<String>(sql, args) {
         Ok(t) => Ok(t),
-        // No row: pgrx reports it as a position error.
         Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+pub fn token(user: &str) -> Result<Option<String>> {
+    optional_text(
+        "SELECT token FROM notion_sync.tokens WHERE user_id = $1",
+        &[user.into()],
+    )
 }
 
 pub struct Registration {
@@ -346,14 +350,10 @@ pub fn mark_deleted(table: &str, user: &str, db: &str, seen: Vec<String>) -> Res
 
 /// The stored page body (a webhook refetch of properties keeps it).
 pub fn stored_body(table: &str, user: &str, id: &str) -> Result<Option<String>> {
-    match Spi::get_one_with_args::<String>(
+    optional_text(
         &format!("SELECT body FROM notion_sync.{table} WHERE user_id = $1 AND notion_page_id = $2"),
         &[user.into(), id.into()],
-    ) {
-        Ok(b) => Ok(b),
-        Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    )
 }
 
 /// Marks one page in trash in whichever sync table holds it. Returns the rows changed.

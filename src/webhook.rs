@@ -13,12 +13,16 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+fn mac(secret: &str, body: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    mac
+}
+
 /// `sha256=<hex>` of HMAC-SHA256(secret, body), as Notion sends it in `X-Notion-Signature`.
 #[cfg(test)]
 pub fn signature(secret: &str, body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
+    let bytes = mac(secret, body).finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
 }
@@ -28,9 +32,7 @@ pub fn verify(secret: &str, body: &[u8], header: &str) -> bool {
     let Some(sig) = header.trim().strip_prefix("sha256=").and_then(decode_hex) else {
         return false;
     };
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+    mac(secret, body).verify_slice(&sig).is_ok()
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

@@ -195,13 +195,13 @@ impl Worker {
         true
     }
 
-    /// Starts every database whose next run is due and sets its following run. A database with a
-    /// run still going is skipped (the engine records the skip).
+    /// Starts every database whose next run is due and sets its following run (in the same short
+    /// transaction as the read). A database with a run still going is skipped (the engine records
+    /// the skip).
     fn start_due(&mut self) {
-        let due: Vec<(String, String, String, String, bool)> = tx(|| {
-            Spi::connect(|c| {
-                let mut out = vec![];
-                for row in c.select(
+        let due: Vec<Due> = tx(|| {
+            let rows = Spi::connect(|c| {
+                c.select(
                     "SELECT user_id, database_id, schedule, timezone,
                             next_run_at IS NOT NULL AND next_run_at <= pg_catalog.now(),
                             last_full_sync_at IS NULL OR last_full_sync_at < pg_catalog.now() - interval '1 day'
@@ -210,47 +210,41 @@ impl Worker {
                       ORDER BY next_run_at NULLS FIRST",
                     None,
                     &[],
-                )? {
-                    let due = row.get::<bool>(5)?.unwrap_or(false);
-                    let full = row.get::<bool>(6)?.unwrap_or(false);
+                )?
+                .map(|row| {
                     let next = schedule::next_run(
                         &row.get::<String>(3)?.unwrap_or_default(),
                         &row.get::<String>(4)?.unwrap_or_default(),
                         chrono::Utc::now(),
                     );
-                    let (user, db) = (
-                        row.get::<String>(1)?.unwrap_or_default(),
-                        row.get::<String>(2)?.unwrap_or_default(),
-                    );
-                    let next = next.ok().flatten().map(|t| t.to_rfc3339());
-                    out.push((user, db, next.unwrap_or_default(), String::new(), due && full));
-                    if !due {
-                        out.last_mut().unwrap().3 = "not-due".into();
-                    }
-                }
-                Ok::<_, pgrx::spi::SpiError>(out)
-            })
+                    Ok(Due {
+                        user: row.get::<String>(1)?.unwrap_or_default(),
+                        db: row.get::<String>(2)?.unwrap_or_default(),
+                        next: next.ok().flatten().map(|t| t.to_rfc3339()),
+                        due: row.get::<bool>(5)?.unwrap_or(false),
+                        full: row.get::<bool>(6)?.unwrap_or(false),
+                    })
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+            })?;
+            for d in &rows {
+                Spi::run_with_args(
+                    "UPDATE notion_sync.databases SET next_run_at = $3::timestamptz
+                      WHERE user_id = $1 AND database_id = $2",
+                    &[
+                        d.user.as_str().into(),
+                        d.db.as_str().into(),
+                        d.next.clone().into(),
+                    ],
+                )?;
+            }
+            Ok::<_, pgrx::spi::SpiError>(rows)
         })
         .unwrap_or_else(|e| {
             warning!("notion_sync worker: {e}");
             vec![]
         });
-        for (user, db, next, flag, full) in due {
-            tx(|| {
-                Spi::run_with_args(
-                    "UPDATE notion_sync.databases SET next_run_at = NULLIF($3, '')::timestamptz
-                      WHERE user_id = $1 AND database_id = $2",
-                    &[
-                        user.as_str().into(),
-                        db.as_str().into(),
-                        next.as_str().into(),
-                    ],
-                )
-            })
-            .unwrap_or_else(|e| warning!("notion_sync worker: {e}"));
-            if flag == "not-due" {
-                continue;
-            }
+        for Due { user, db, full, .. } in due.into_iter().filter(|d| d.due) {
             let mode = if full { "full" } else { "incremental" };
             let started = guarded(|| {
                 sync::start(
@@ -272,6 +266,16 @@ impl Worker {
             }
         }
     }
+}
+
+/// A scheduled database read by `start_due`: `due` to run now (else only its first next run is
+/// set), `full` when its last complete full scan is older than a day.
+struct Due {
+    user: String,
+    db: String,
+    next: Option<String>,
+    due: bool,
+    full: bool,
 }
 
 type Event = (String, String, String, Option<String>, Option<String>, i32);
