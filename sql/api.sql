@@ -83,9 +83,15 @@ AS $$
   FROM notion_sync.webhook_events e
 $$;
 
+-- p_target / p_columns: sync into a table of the caller's own instead of a notion_sync table
+-- (README "Your own tables"). Keys of p_columns are the table's columns; values are Notion property
+-- names, property ids or specials (@id, @title, @slug, @content, @url, @created_time,
+-- @last_edited_time, @in_trash, @properties, @user_id). Rows are written with the privileges of
+-- the registering role (session_user), which must be able to INSERT, UPDATE and SELECT the table.
 CREATE FUNCTION notion_sync.register_database(
   p_user_id text, p_database_id text, p_database_name text,
-  p_schedule text DEFAULT '*/15 * * * *', p_timezone text DEFAULT 'UTC')
+  p_schedule text DEFAULT '*/15 * * * *', p_timezone text DEFAULT 'UTC',
+  p_target regclass DEFAULT NULL, p_columns jsonb DEFAULT NULL, p_searchable boolean DEFAULT false)
 RETURNS notion_sync.databases LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -93,6 +99,7 @@ DECLARE
   v_id text := notion_sync.normalize_notion_id(p_database_id);
   v_schedule text := btrim(coalesce(p_schedule, ''));
   v_next timestamptz;
+  v_target text;
   v_row notion_sync.databases;
 BEGIN
   PERFORM notion_sync._required(p_user_id, 'p_user_id'), notion_sync._required(p_database_name, 'p_database_name');
@@ -103,15 +110,37 @@ BEGIN
     RAISE EXCEPTION 'unknown time zone %: use an IANA name such as America/New_York', quote_literal(p_timezone)
       USING ERRCODE = '22023';
   END IF;
+  IF (p_target IS NULL) <> (p_columns IS NULL) THEN
+    RAISE EXCEPTION 'p_target and p_columns go together: a table of your own and its column map'
+      USING ERRCODE = '22023';
+  END IF;
   -- Validates the cron expression (22023 with the reason) and gives the first run.
   v_next := notion_sync.next_run(v_schedule, p_timezone);
-  INSERT INTO notion_sync.databases AS d (user_id, database_id, database_name, target_table, schedule, timezone, next_run_at)
-  VALUES (p_user_id, v_id, btrim(p_database_name), notion_sync.target_table_for(p_database_name), v_schedule, p_timezone, v_next)
+  IF p_target IS NOT NULL THEN
+    -- Columns, unique key on the @id column, and the privileges of the role that will write it.
+    v_target := notion_sync._check_target(p_target::oid, p_columns, p_timezone, session_user);
+  END IF;
+  INSERT INTO notion_sync.databases AS d (user_id, database_id, database_name, target_table, schedule, timezone,
+                                          next_run_at, target_columns, target_role, searchable)
+  VALUES (p_user_id, v_id, btrim(p_database_name),
+          coalesce(v_target, notion_sync.target_table_for(p_database_name)), v_schedule, p_timezone, v_next,
+          p_columns, CASE WHEN p_target IS NOT NULL THEN session_user END, coalesce(p_searchable, false))
   ON CONFLICT (user_id, database_id) DO UPDATE
     SET database_name = EXCLUDED.database_name, target_table = EXCLUDED.target_table,
         schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone, next_run_at = EXCLUDED.next_run_at,
+        target_columns = EXCLUDED.target_columns, target_role = EXCLUDED.target_role,
+        searchable = EXCLUDED.searchable,
+        -- A new table or map must reach every page: the next run reads them all.
+        watermark = CASE WHEN d.target_table = EXCLUDED.target_table
+                          AND d.target_columns IS NOT DISTINCT FROM EXCLUDED.target_columns
+                          AND d.searchable = EXCLUDED.searchable
+                         THEN d.watermark END,
         updated_at = now()
   RETURNING * INTO v_row;
+  IF NOT v_row.searchable THEN
+    UPDATE notion_sync.mapped_pages SET doc = NULL
+     WHERE user_id = v_row.user_id AND notion_database_id = v_row.database_id AND doc IS NOT NULL;
+  END IF;
   RETURN v_row;
 END
 $$;
@@ -123,7 +152,11 @@ AS $$
   WITH d AS (
     DELETE FROM notion_sync.databases
      WHERE user_id = p_user_id AND database_id = notion_sync.normalize_notion_id(p_database_id)
-    RETURNING 1)
+    RETURNING 1),
+  -- What notion_sync kept of a mapped table's pages; the application's rows stay.
+  m AS (
+    DELETE FROM notion_sync.mapped_pages
+     WHERE user_id = p_user_id AND notion_database_id = notion_sync.normalize_notion_id(p_database_id))
   SELECT count(*) > 0 FROM d
 $$;
 
@@ -154,6 +187,13 @@ AS $$
 DECLARE
   n bigint;
 BEGIN
+  IF p_target NOT IN ('notion_characters_sync', 'notion_worlds_sync', 'notion_stories_sync',
+                      'notion_chat_sessions_sync', 'notion_pages_sync') THEN
+    -- A table of the user's own: its pages as notion_sync knows them.
+    SELECT count(*) INTO n FROM notion_sync.mapped_pages
+     WHERE user_id = p_user_id AND notion_database_id = p_database_id AND NOT in_trash;
+    RETURN n;
+  END IF;
   EXECUTE format('SELECT count(*) FROM notion_sync.%I WHERE user_id = $1 AND notion_database_id = $2 AND NOT in_trash',
                  p_target) INTO n USING p_user_id, p_database_id;
   RETURN n;
@@ -193,6 +233,7 @@ REVOKE ALL ON FUNCTION notion_sync._sync_database(text, text, text, text, int, t
 REVOKE ALL ON FUNCTION notion_sync._sync_all(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION notion_sync._handle_webhook(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION notion_sync._webhook_rejected() FROM PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync._check_target(oid, jsonb, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION notion_sync.user_id_for_role(name) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION notion_sync.user_id_for_role(name) TO PUBLIC;
 DO $$
@@ -204,7 +245,7 @@ BEGIN
     'notion_sync.set_webhook_secret(text, text)',
     'notion_sync.handle_webhook(text, text, text)',
     'notion_sync.webhook_health()',
-    'notion_sync.register_database(text, text, text, text, text)',
+    'notion_sync.register_database(text, text, text, text, text, regclass, jsonb, boolean)',
     'notion_sync.unregister_database(text, text)',
     'notion_sync.sync_notion_database(text, text, text, text, int)',
     'notion_sync.sync_all_notion_databases(text, text)'] LOOP

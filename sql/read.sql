@@ -66,6 +66,11 @@ AS $$
              ts_rank(t.search_vector, q.q), t.url
         FROM notion_sync.notion_pages_sync t, q
        WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
+      UNION ALL
+      -- Tables of the user's own registered as searchable (their vector is NULL otherwise).
+      SELECT t.target_table, t.notion_page_id, t.title, t.doc, ts_rank(t.search_vector, q.q), t.url
+        FROM notion_sync.mapped_pages t, q
+       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
     ) all_hits
     ORDER BY score DESC, title
     LIMIT greatest(coalesce(p_limit, 20), 0))
@@ -78,7 +83,8 @@ AS $$
    ORDER BY h.score DESC, h.title
 $$;
 
--- Totals per table (pages, with content, with an email property filled, last updated), the five most
+-- Totals per table (pages, with content, with an email property filled, last updated; tables of the
+-- user's own too, keyed by their qualified name), the five most
 -- recently updated pages and the five most recent runs. SECURITY DEFINER (granted to
 -- notion_sync_admin only): an admin sees every user's totals, which RLS would hide.
 CREATE FUNCTION notion_sync.status(p_user_id text DEFAULT NULL)
@@ -113,6 +119,21 @@ BEGIN
       INTO one USING p_user_id;
     recent := recent || one;
   END LOOP;
+  -- Tables of the user's own (column maps), from what notion_sync keeps of their pages.
+  SELECT tables || coalesce(jsonb_object_agg(m.target_table, m.v), '{}'::jsonb) INTO tables FROM (
+    SELECT target_table, jsonb_build_object(
+             'total', count(*) FILTER (WHERE NOT in_trash),
+             'with_content', count(*) FILTER (WHERE has_content AND NOT in_trash),
+             'with_email', count(*) FILTER (WHERE has_email AND NOT in_trash),
+             'in_trash', count(*) FILTER (WHERE in_trash),
+             'last_updated', max(updated_at),
+             'mapped', true) AS v
+      FROM notion_sync.mapped_pages WHERE p_user_id IS NULL OR user_id = p_user_id
+     GROUP BY target_table) m;
+  SELECT recent || coalesce(jsonb_agg(x), '[]'::jsonb) INTO recent FROM (
+    SELECT target_table AS table, notion_page_id, title, updated_at FROM notion_sync.mapped_pages
+     WHERE p_user_id IS NULL OR user_id = p_user_id
+     ORDER BY updated_at DESC LIMIT 5) x;
   RETURN jsonb_build_object(
     'tables', tables,
     'recent_updates', (SELECT coalesce(jsonb_agg(r ORDER BY r->>'updated_at' DESC), '[]'::jsonb)

@@ -76,6 +76,12 @@ CREATE TABLE notion_sync.databases (
   last_full_sync_at timestamptz,
   -- Set by register_database and by the worker each time it starts a scheduled run.
   next_run_at       timestamptz,
+  -- A table of the user's own (target_table is then its qualified name): column -> Notion property
+  -- name, property id or @special; written with the privileges of target_role, who registered it.
+  target_columns    jsonb,
+  target_role       name,
+  -- Pages of a mapped table are found by search_notion_content.
+  searchable        boolean NOT NULL DEFAULT false,
   created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
   updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
   PRIMARY KEY (user_id, database_id)
@@ -273,6 +279,38 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- What notion_sync knows of each page synced into a table of the user's own (a column map): hash
+-- for change detection, trash flag, edit time (never back in time), what status() counts, and the
+-- search text of searchable registrations. The application's table itself needs no extra column.
+CREATE TABLE notion_sync.mapped_pages (
+  user_id                 text NOT NULL,
+  notion_page_id          text NOT NULL,
+  notion_database_id      text NOT NULL,
+  target_table            text NOT NULL,
+  title                   text,
+  url                     text,
+  content_hash            text,
+  has_content             boolean NOT NULL DEFAULT false,
+  has_email               boolean NOT NULL DEFAULT false,
+  -- Only for searchable registrations: the text of the mapped properties and the body.
+  doc                     text,
+  in_trash                boolean NOT NULL DEFAULT false,
+  notion_last_edited_time timestamptz,
+  last_synced_at          timestamptz,
+  updated_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  search_vector tsvector GENERATED ALWAYS AS (CASE WHEN doc IS NOT NULL THEN
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(title, '')), 'A') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, doc), 'B') END) STORED,
+  PRIMARY KEY (user_id, notion_page_id)
+);
+CREATE INDEX mapped_pages_db_idx ON notion_sync.mapped_pages (user_id, notion_database_id);
+CREATE INDEX mapped_pages_updated_idx ON notion_sync.mapped_pages (user_id, updated_at DESC);
+CREATE INDEX mapped_pages_search_idx ON notion_sync.mapped_pages USING gin (search_vector);
+ALTER TABLE notion_sync.mapped_pages ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_rows ON notion_sync.mapped_pages FOR SELECT USING (user_id = notion_sync.current_user_id());
+REVOKE ALL ON notion_sync.mapped_pages FROM PUBLIC;
+GRANT SELECT ON notion_sync.mapped_pages TO PUBLIC;
 
 -- What every sync returns (design.md).
 CREATE TYPE notion_sync.sync_result AS (

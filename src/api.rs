@@ -96,3 +96,16 @@ fn _webhook_rejected() -> JsonB {
     let (n, at) = crate::shmem::rejected();
     JsonB(serde_json::json!({"count": n, "last_at_epoch": if at > 0 { Some(at) } else { None }}))
 }
+
+/// Internal: checks a table of the user's own and its column map for `register_database` (columns
+/// exist, unique key on the `@id` column, privileges of `p_role`); returns the qualified name.
+#[pg_extern(stable, parallel_unsafe)]
+fn _check_target(
+    p_target: pg_sys::Oid,
+    p_columns: JsonB,
+    p_timezone: &str,
+    p_role: &str,
+) -> String {
+    crate::storage::mapped::check(p_target, &p_columns.0, p_timezone, p_role)
+        .unwrap_or_else(|e| e.raise())
+}

@@ -26,6 +26,9 @@ pub enum SyncError {
     BadRequest(String),
     #[error("{0}")]
     Storage(String),
+    /// A mapped table or column map that cannot be written (storage/mapped.rs), with its SQLSTATE.
+    #[error("{1}")]
+    Target(PgSqlErrorCode, String),
 }
 
 impl SyncError {
@@ -41,6 +44,7 @@ impl SyncError {
             SyncError::Api(ApiError::Transport(_)) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
             SyncError::Api(_) => PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
             SyncError::Storage(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            SyncError::Target(code, _) => *code,
         }
     }
 
@@ -55,5 +59,15 @@ impl SyncError {
 impl From<pgrx::spi::SpiError> for SyncError {
     fn from(e: pgrx::spi::SpiError) -> Self {
         SyncError::Storage(e.to_string())
+    }
+}
+
+/// The message of an error caught with `PgTryBuilder`.
+pub fn caught_message(e: &pgrx::pg_sys::panic::CaughtError) -> String {
+    use pgrx::pg_sys::panic::CaughtError;
+    match e {
+        CaughtError::PostgresError(r)
+        | CaughtError::ErrorReport(r)
+        | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
     }
 }

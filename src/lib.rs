@@ -1,6 +1,7 @@
 //! notion_sync: Notion databases mirrored inside PostgreSQL.
 //!
-//! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI),
+//! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI;
+//! `storage::mapped` for tables of the user's own), `mapping` (column maps and type conversion, pure),
 //! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `shmem` (what
 //! backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
@@ -9,6 +10,7 @@ use pgrx::prelude::*;
 mod api;
 mod error;
 mod gucs;
+pub mod mapping;
 pub mod notion;
 pub mod schedule;
 mod shmem;
@@ -30,7 +32,8 @@ extension_sql_file!(
         target_table_for,
         _next_run,
         _handle_webhook,
-        _webhook_rejected
+        _webhook_rejected,
+        _check_target
     ],
     finalize
 );

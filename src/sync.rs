@@ -4,11 +4,12 @@
 
 use crate::error::SyncError;
 use crate::gucs;
+use crate::mapping::{self, Mapping, PageInfo, Source, Special};
 use crate::notion::client::{self, ApiError, Client, Config};
 use crate::notion::model;
 use crate::storage::{self, RunCounts, TableSpec};
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Overlap re-read before the watermark: Notion rounds `last_edited_time` down to the minute, and
@@ -61,15 +62,7 @@ pub fn normalize_id(raw: &str) -> Result<String, SyncError> {
             "{raw:?} is not a Notion database id: expected 32 hex digits (dashes optional) or a Notion URL"
         )));
     }
-    let h = &tail[tail.len() - 32..];
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
+    Ok(model::dashed(&tail[tail.len() - 32..]))
 }
 
 pub struct Outcome {
@@ -117,6 +110,17 @@ fn client_config(token: String) -> Config {
 
 fn content_depth() -> u32 {
     gucs::CONTENT_DEPTH.get().max(0) as u32
+}
+
+/// Levels of page body to read. A mapped table reads bodies only when it maps `@content` (and
+/// then at least one level, whatever content_depth says, since the user asked for the text).
+fn depth_for(mapping: Option<&Mapping>, content: bool) -> u32 {
+    match (content, mapping) {
+        (false, _) => 0,
+        (true, Some(m)) if m.wants_content() => content_depth().max(1),
+        (true, Some(_)) => 0,
+        (true, None) => content_depth(),
+    }
 }
 
 fn ms(t: &str) -> Option<i64> {
@@ -169,6 +173,11 @@ struct Run<'i> {
     client: Client<'i>,
     txn: Txn,
     spec: &'static TableSpec,
+    /// Set for a table of the user's own: rows go there through the column map instead of `spec`.
+    mapping: Option<Box<Mapping>>,
+    /// Mapped columns whose Notion property is gone (deleted or renamed): reported once per run
+    /// and left out of the writes, so their stored values stay.
+    missing: Vec<usize>,
     user: String,
     db: String,
     db_name: String,
@@ -189,6 +198,7 @@ struct Run<'i> {
 }
 
 impl<'i> Run<'i> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         client: Client<'i>,
         txn: Txn,
@@ -196,12 +206,15 @@ impl<'i> Run<'i> {
         user: &str,
         db: &str,
         db_name: String,
+        mapping: Option<Mapping>,
         depth: u32,
     ) -> Run<'i> {
         Run {
             client,
             txn,
             spec: storage::spec(target),
+            mapping: mapping.map(Box::new),
+            missing: vec![],
             user: user.to_string(),
             db: db.to_string(),
             db_name,
@@ -273,20 +286,29 @@ impl<'i> Run<'i> {
         }
         let ids: Vec<String> = pages.iter().map(|p| p.id.clone()).collect();
         let table = self.spec.table;
-        let stored = self
-            .txn
-            .run(|| storage::existing(table, &self.user, &ids))?;
+        let stored = self.txn.run(|| match &self.mapping {
+            Some(_) => storage::existing("mapped_pages", &self.user, &ids),
+            None => storage::existing(table, &self.user, &ids),
+        })?;
         let mut rows = vec![];
+        let mut mapped_rows = vec![];
+        let mut edited_of = HashMap::new();
         for mut page in pages {
             let edited = page.last_edited_time.as_deref().and_then(ms);
-            let hash = model::page_hash(&page);
-            if let Some((Some(h), synced)) = stored.get(&page.id) {
+            let hash = match &self.mapping {
+                Some(m) => mapping::row_hash(&model::page_hash(&page), m),
+                None => model::page_hash(&page),
+            };
+            if let Some(known) = stored.get(&page.id) {
                 // Same hash, and synced after the edit minute closed: nothing can have changed.
-                let settled = match (synced, edited) {
-                    (Some(s), Some(e)) => *s as i64 >= e + 60_000,
+                let settled = match (known.synced_ms, edited) {
+                    (Some(s), Some(e)) => s as i64 >= e + 60_000,
                     _ => true,
                 };
-                if *h == hash && settled {
+                // Never back in time: a late webhook refetch or a stale read of an older version.
+                let older =
+                    matches!((known.edited_ms, edited), (Some(k), Some(e)) if (e as f64) < k);
+                if (known.hash.as_deref() == Some(hash.as_str()) && settled) || older {
                     self.skipped += 1;
                     self.note_edited(edited);
                     continue;
@@ -308,13 +330,27 @@ impl<'i> Run<'i> {
                         continue;
                     }
                 }
-            } else if self.keep_body {
+            } else if self.keep_body && self.mapping.is_none() {
                 let (table, id) = (self.spec.table, page.id.clone());
                 self.txn
                     .run(|| storage::stored_body(table, &self.user, &id))?
             } else {
                 None
             };
+            if self.mapping.is_some() {
+                match self.mapped_row(&page, body.as_deref(), hash) {
+                    Ok(r) => {
+                        edited_of.insert(page.id.clone(), edited);
+                        mapped_rows.push(r);
+                    }
+                    Err(e) => {
+                        self.fail_page(Some(page.id.clone()), edited, e);
+                        continue;
+                    }
+                }
+                self.note_edited(edited);
+                continue;
+            }
             let text = model::text_property(&page, self.spec.text_props)
                 .or_else(|| body.clone().filter(|b| !b.trim().is_empty()));
             let message_count =
@@ -331,21 +367,93 @@ impl<'i> Run<'i> {
             }));
             self.note_edited(edited);
         }
-        let wm = if watermark {
-            self.watermark().map(iso)
-        } else {
-            None
-        };
-        let (c, u) = self.txn.run(|| {
-            let counts = storage::upsert(self.spec, &self.user, &self.db, &self.db_name, rows)?;
-            if let Some(w) = &wm {
-                storage::set_watermark(&self.user, &self.db, Some(w), false)?;
+        let mut skip = self.missing.clone();
+        if let (Some(m), true) = (&self.mapping, self.keep_body) {
+            skip.extend(
+                (0..m.columns.len())
+                    .filter(|i| m.columns[*i].source == Source::Special(Special::Content)),
+            );
+        }
+        let (c, u, failed) = self.txn.run(|| {
+            let (c, u, failed) = match &self.mapping {
+                Some(m) => storage::mapped::upsert(m, &skip, &self.user, &self.db, mapped_rows)?,
+                None => {
+                    let (c, u) =
+                        storage::upsert(self.spec, &self.user, &self.db, &self.db_name, rows)?;
+                    (c, u, vec![])
+                }
+            };
+            if watermark {
+                // Not past a page that just failed to be written either.
+                let failed_min = failed
+                    .iter()
+                    .filter_map(|(id, _)| edited_of.get(id).copied().flatten())
+                    .min();
+                let wm = self
+                    .watermark()
+                    .map(|w| failed_min.map_or(w, |f: i64| w.min(f)))
+                    .map(iso);
+                if let Some(w) = &wm {
+                    storage::set_watermark(&self.user, &self.db, Some(w), false)?;
+                }
             }
-            Ok::<_, SyncError>(counts)
+            Ok::<_, SyncError>((c, u, failed))
         })?;
+        for (id, e) in failed {
+            let edited = edited_of.get(&id).copied().flatten();
+            self.fail_page(Some(id), edited, e);
+        }
         self.created += c;
         self.updated += u;
         Ok(())
+    }
+
+    /// One page as a row of the mapped table. A property the map names that the page lacks was
+    /// deleted or renamed in Notion: one error for the run, and its column is left alone.
+    fn mapped_row(
+        &mut self,
+        page: &model::Page,
+        body: Option<&str>,
+        hash: String,
+    ) -> Result<storage::mapped::Row, String> {
+        let Some(m) = self.mapping.as_deref() else {
+            return Err("no column map".into());
+        };
+        for (i, col) in m.columns.iter().enumerate() {
+            if let Source::Property(p) = &col.source {
+                if mapping::find_property(page, p).is_none() && !self.missing.contains(&i) {
+                    self.missing.push(i);
+                    self.errors.push((
+                        None,
+                        format!(
+                            "column \"{}\" of {}: Notion property {p:?} is not in {} any more (deleted or renamed); \
+                             the column was left unchanged. Map it by property id to follow renames, \
+                             or register the database again without it",
+                            col.name, m.table, self.db_name
+                        ),
+                    ));
+                }
+            }
+        }
+        let info = PageInfo {
+            page,
+            body,
+            user: &self.user,
+        };
+        let values = mapping::row(m, &info, &self.missing)?;
+        let has_email = page.properties.values().any(|p| {
+            p["type"] == "email" && p["value"].as_str().is_some_and(|e| !e.trim().is_empty())
+        });
+        Ok(storage::mapped::Row {
+            page_id: page.id.clone(),
+            values,
+            meta: json!({
+                "id": page.id, "title": page.title, "url": page.url, "hash": hash,
+                "has_content": body.is_some_and(|b| !b.trim().is_empty()), "has_email": has_email,
+                "doc": m.searchable.then(|| mapping::search_text(m, &info)),
+                "edited": page.last_edited_time,
+            }),
+        })
     }
 
     fn note_edited(&mut self, edited: Option<i64>) {
@@ -435,6 +543,7 @@ pub fn start<'i>(
             .or_else(|| reg.as_ref().map(|r| r.database_name.clone()))
             .unwrap_or_default();
         let target = match (&reg, name) {
+            (Some(r), _) if r.mapped => r.target_table.clone(),
             (Some(r), None) => r.target_table.clone(),
             _ => storage::target_for_name(&db_name).to_string(),
         };
@@ -480,6 +589,16 @@ pub fn start<'i>(
         target
     };
     txn.run(|| storage::ensure_registered(user, &db, &db_name, &target))?;
+    // A table of the user's own is checked again at every run: it may have changed since.
+    let mapping = if reg.as_ref().is_some_and(|r| r.mapped) {
+        match txn.run(|| storage::mapped::load(user, &db)) {
+            Ok(m) => m,
+            Err(e) => return ended.fail(db_name, Some(&client), e),
+        }
+    } else {
+        None
+    };
+    let depth = depth_for(mapping.as_ref(), true);
 
     let since = match (
         mode,
@@ -498,7 +617,7 @@ pub fn start<'i>(
         "created_time"
     };
     Ok(Started::Running(Box::new(Job {
-        run: Run::new(client, txn, &target, user, &db, db_name, content_depth()),
+        run: Run::new(client, txn, &target, user, &db, db_name, mapping, depth),
         scan: Scan {
             sources,
             index: 0,
@@ -626,12 +745,11 @@ impl Job<'_> {
             let mut deleted = 0;
             // Deletions only from a complete, error-free full scan of every source.
             if complete && mode == Mode::Full && hours_back.is_none() {
-                deleted = storage::mark_deleted(
-                    run.spec.table,
-                    &run.user,
-                    &run.db,
-                    run.seen.drain().collect(),
-                )?;
+                let seen = run.seen.drain().collect();
+                deleted = match &run.mapping {
+                    Some(m) => storage::mapped::mark_deleted(m, &run.user, &run.db, seen)?,
+                    None => storage::mark_deleted(run.spec.table, &run.user, &run.db, seen)?,
+                };
             }
             if fatal.is_none() {
                 storage::set_watermark(
@@ -641,7 +759,7 @@ impl Job<'_> {
                     mode == Mode::Full && complete,
                 )?;
             }
-            if run.created >= 1000 {
+            if run.created >= 1000 && run.mapping.is_none() {
                 storage::analyze(run.spec.table)?;
             }
             Ok::<_, SyncError>(deleted)
@@ -713,7 +831,12 @@ pub fn apply_page(
         let n = txn.run(|| storage::trash_page(user, &page_id))?;
         return Ok(format!("in trash in Notion: {n} row(s) marked in trash"));
     }
-    let depth = if content { content_depth() } else { 0 };
+    let mapping = if reg.mapped {
+        txn.run(|| storage::mapped::load(user, &db))?
+    } else {
+        None
+    };
+    let depth = depth_for(mapping.as_ref(), content);
     let mut run = Run::new(
         client,
         txn,
@@ -721,6 +844,7 @@ pub fn apply_page(
         user,
         &db,
         reg.database_name.clone(),
+        mapping,
         depth,
     );
     run.keep_body = !content;
@@ -866,6 +990,7 @@ impl Ended<'_> {
             Some(Fatal::Error(
                 e @ (SyncError::BadToken(_)
                 | SyncError::NotShared(_)
+                | SyncError::Target(..)
                 | SyncError::Api(ApiError::Config(_))),
             )) => Some(e),
             _ => None,

@@ -50,15 +50,7 @@ fn reload_config() {
 /// worker can go on with the other databases.
 fn guarded<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     PgTryBuilder::new(AssertUnwindSafe(|| Ok(f())))
-        .catch_others(|e| {
-            Err(match e {
-                pg_sys::panic::CaughtError::PostgresError(r)
-                | pg_sys::panic::CaughtError::ErrorReport(r)
-                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => {
-                    r.message().to_string()
-                }
-            })
-        })
+        .catch_others(|e| Err(crate::error::caught_message(&e)))
         .execute()
         .inspect_err(|_| unsafe { pg_sys::AbortCurrentTransaction() })
 }

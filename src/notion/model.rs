@@ -286,6 +286,18 @@ pub fn page_hash(page: &Page) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// 32 hex digits in the dashed 8-4-4-4-12 form Notion returns.
+pub fn dashed(h: &str) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// Text of a property by name, case-insensitively, if it holds any text.
 pub fn text_property(page: &Page, names: &[&str]) -> Option<String> {
     page.properties.iter().find_map(|(k, v)| {

@@ -7,6 +7,8 @@ use pgrx::JsonB;
 use serde_json::Value;
 use std::collections::HashMap;
 
+pub mod mapped;
+
 type Result<T> = std::result::Result<T, SyncError>;
 
 /// How the engine fills one sync table. Columns differ per table as the seed apps had them.
@@ -82,7 +84,10 @@ pub fn spec(table: &str) -> &'static TableSpec {
 }
 
 /// One text value, or None when there is no row (pgrx reports that as a position error).
-fn optional_text(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> Result<Option<String>> {
+pub(crate) fn optional_text(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<String>> {
     match Spi::get_one_with_args::<String>(sql, args) {
         Ok(t) => Ok(t),
         Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
@@ -100,6 +105,8 @@ pub fn token(user: &str) -> Result<Option<String>> {
 pub struct Registration {
     pub database_name: String,
     pub target_table: String,
+    /// A table of the user's own with a column map (storage/mapped.rs), not a sync table.
+    pub mapped: bool,
     /// RFC 3339, UTC.
     pub watermark: Option<String>,
 }
@@ -108,7 +115,8 @@ pub fn registration(user: &str, db: &str) -> Result<Option<Registration>> {
     Spi::connect(|client| {
         let rows = client.select(
             "SELECT database_name, target_table,
-                    to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+                    to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    target_columns IS NOT NULL
                FROM notion_sync.databases WHERE user_id = $1 AND database_id = $2",
             Some(1),
             &[user.into(), db.into()],
@@ -118,6 +126,7 @@ pub fn registration(user: &str, db: &str) -> Result<Option<Registration>> {
                 database_name: row.get::<String>(1)?.unwrap_or_default(),
                 target_table: row.get::<String>(2)?.unwrap_or_default(),
                 watermark: row.get::<String>(3)?,
+                mapped: row.get::<bool>(4)?.unwrap_or(false),
             })),
             None => Ok(None),
         }
@@ -244,15 +253,22 @@ pub fn record_errors(
     Ok(())
 }
 
-/// Stored content hash and last sync time (epoch ms) per page id.
-pub type Stored = HashMap<String, (Option<String>, Option<f64>)>;
+/// What is stored of a page: content hash, last sync and last edit (epoch ms).
+pub struct Known {
+    pub hash: Option<String>,
+    pub synced_ms: Option<f64>,
+    pub edited_ms: Option<f64>,
+}
 
-/// Stored hash and last sync time of the given pages.
+pub type Stored = HashMap<String, Known>;
+
+/// Stored hash, last sync and last edit of the given pages, in a sync table or `mapped_pages`.
 pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<Stored> {
     let sql = format!(
         // A join on the unique key: with stale statistics `notion_page_id = ANY(...)` was planned as
         // a scan of all the user's rows, once per batch.
-        "SELECT t.notion_page_id, t.content_hash, (extract(epoch FROM t.last_synced_at) * 1000)::float8
+        "SELECT t.notion_page_id, t.content_hash, (extract(epoch FROM t.last_synced_at) * 1000)::float8,
+                (extract(epoch FROM t.notion_last_edited_time) * 1000)::float8
            FROM unnest($2::text[]) AS k(id)
            JOIN notion_sync.{table} t ON t.user_id = $1 AND t.notion_page_id = k.id"
     );
@@ -260,7 +276,14 @@ pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<Stored> {
         let mut out = HashMap::new();
         for row in client.select(&sql, None, &[user.into(), ids.to_vec().into()])? {
             if let Some(id) = row.get::<String>(1)? {
-                out.insert(id, (row.get::<String>(2)?, row.get::<f64>(3)?));
+                out.insert(
+                    id,
+                    Known {
+                        hash: row.get::<String>(2)?,
+                        synced_ms: row.get::<f64>(3)?,
+                        edited_ms: row.get::<f64>(4)?,
+                    },
+                );
             }
         }
         Ok(out)
@@ -356,9 +379,9 @@ pub fn stored_body(table: &str, user: &str, id: &str) -> Result<Option<String>> 
     )
 }
 
-/// Marks one page in trash in whichever sync table holds it. Returns the rows changed.
+/// Marks one page in trash in whichever sync table or mapped table holds it. Returns the rows changed.
 pub fn trash_page(user: &str, id: &str) -> Result<i64> {
-    let mut n = 0;
+    let mut n = mapped::trash_page(user, id)?;
     for spec in &TABLES {
         n += Spi::get_one_with_args::<i64>(
             &format!(

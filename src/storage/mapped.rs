@@ -1,0 +1,486 @@
+//! Writes into a table of the user's own (a registered column map), as the role that registered
+//! it: its privileges, its row-level security and its triggers apply, never the superuser's. The
+//! hash, trash flag and search text of each page live in `notion_sync.mapped_pages`, so nothing
+//! has to be added to the application's table.
+
+use super::{optional_text, Result};
+use crate::error::SyncError;
+use crate::mapping::{Column, Kind, Mapping, Source, Special};
+use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+
+fn target_error(code: Code, message: String) -> SyncError {
+    SyncError::Target(code, message)
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A column of the target table as the catalog describes it.
+struct Attr {
+    /// `format_type()`: what the upsert declares.
+    sql_type: String,
+    /// The base type's name (domains resolved) and, for arrays, the element type's.
+    base: String,
+    elem: Option<String>,
+    typmod: i32,
+    /// GENERATED or GENERATED ALWAYS AS IDENTITY: cannot be written.
+    generated: bool,
+    attnum: i16,
+}
+
+/// Pages a write skipped: (page id, error).
+pub type PageErrors = Vec<(String, String)>;
+
+/// Checks a table and column map and returns the mapping. Used by `register_database` (through
+/// `_check_target`) and at the start of every run, since the table may have changed since.
+pub fn resolve(
+    relid: pg_sys::Oid,
+    map: &Value,
+    tz: &str,
+    searchable: bool,
+    role: pg_sys::Oid,
+) -> Result<Mapping> {
+    let bad = |m: String| target_error(Code::ERRCODE_INVALID_PARAMETER_VALUE, m);
+    let entries = match map {
+        Value::Object(o) if !o.is_empty() => o,
+        _ => {
+            return Err(bad(
+                "p_columns must be a JSON object {\"column\": \"Notion property or @special\"}"
+                    .into(),
+            ))
+        }
+    };
+    let tz = crate::schedule::zone(tz).map_err(bad)?;
+    let rel = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, r.relname), n.nspname::text, r.relkind::text,
+                    pg_catalog.has_table_privilege($2, r.oid, 'INSERT')
+                    AND pg_catalog.has_table_privilege($2, r.oid, 'UPDATE')
+                    AND pg_catalog.has_table_privilege($2, r.oid, 'SELECT'),
+                    (SELECT rolname::text FROM pg_catalog.pg_roles WHERE oid = $2)
+               FROM pg_catalog.pg_class r JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
+              WHERE r.oid = $1",
+            Some(1),
+            &[relid.into(), role.into()],
+        )?;
+        let row = rows.into_iter().next();
+        Ok::<_, SyncError>(match row {
+            Some(r) => Some((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<String>(3)?.unwrap_or_default(),
+                r.get::<bool>(4)?.unwrap_or(false),
+                r.get::<String>(5)?,
+            )),
+            None => None,
+        })
+    })?;
+    let Some((table, schema, relkind, allowed, role_name)) = rel else {
+        return Err(target_error(
+            Code::ERRCODE_UNDEFINED_TABLE,
+            "the target table no longer exists: register the database again with its new table"
+                .into(),
+        ));
+    };
+    if matches!(
+        schema.as_str(),
+        "pg_catalog" | "information_schema" | "notion_sync" | "pg_toast"
+    ) {
+        return Err(target_error(
+            Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "{table} is a system or notion_sync table: map into a table of your application"
+            ),
+        ));
+    }
+    if !matches!(relkind.as_str(), "r" | "p") {
+        return Err(target_error(
+            Code::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("{table} is not a table"),
+        ));
+    }
+    let Some(role_name) = role_name else {
+        return Err(target_error(
+            Code::ERRCODE_UNDEFINED_OBJECT,
+            format!("the role that registered {table} no longer exists: register it again"),
+        ));
+    };
+    if !allowed {
+        return Err(target_error(
+            Code::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("role {role_name} needs INSERT, UPDATE and SELECT on {table}: notion_sync writes it with that role's privileges"),
+        ));
+    }
+    let mut attrs: HashMap<String, Attr> = HashMap::new();
+    Spi::connect(|c| {
+        for r in c.select(
+            "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), bt.typname::text,
+                    CASE WHEN bt.typcategory = 'A' THEN et.typname::text END, a.atttypmod,
+                    a.attgenerated <> '' OR a.attidentity = 'a', a.attnum
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+               JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+               LEFT JOIN pg_catalog.pg_type et ON et.oid = bt.typelem
+              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
+            None,
+            &[relid.into()],
+        )? {
+            attrs.insert(
+                r.get::<String>(1)?.unwrap_or_default(),
+                Attr {
+                    sql_type: r.get::<String>(2)?.unwrap_or_default(),
+                    base: r.get::<String>(3)?.unwrap_or_default(),
+                    elem: r.get::<String>(4)?,
+                    typmod: r.get::<i32>(5)?.unwrap_or(-1),
+                    generated: r.get::<bool>(6)?.unwrap_or(false),
+                    attnum: r.get::<i16>(7)?.unwrap_or(0),
+                },
+            );
+        }
+        Ok::<_, SyncError>(())
+    })?;
+    let mut columns = vec![];
+    for (name, src) in entries {
+        let src = src.as_str().ok_or_else(|| {
+            bad(format!(
+                "p_columns.{name} must be a string: a Notion property name or id, or a special such as \"@id\""
+            ))
+        })?;
+        let source = Source::parse(src).map_err(|e| bad(format!("p_columns.{name}: {e}")))?;
+        let Some(a) = attrs.get(name) else {
+            return Err(target_error(
+                Code::ERRCODE_UNDEFINED_COLUMN,
+                format!("column \"{name}\" of {table} does not exist (p_columns keys are the table's columns)"),
+            ));
+        };
+        if a.generated {
+            return Err(target_error(
+                Code::ERRCODE_GENERATED_ALWAYS,
+                format!("column \"{name}\" of {table} is generated: it cannot be written"),
+            ));
+        }
+        columns.push(Column {
+            name: name.clone(),
+            sql_type: a.sql_type.clone(),
+            kind: Kind::from_pg(&a.base, a.elem.as_deref(), a.typmod),
+            source,
+        });
+    }
+    let ids: Vec<usize> = (0..columns.len())
+        .filter(|i| columns[*i].source == Source::Special(Special::Id))
+        .collect();
+    let [id_col] = ids[..] else {
+        return Err(bad(format!(
+            "map exactly one column of {table} to \"@id\" (the Notion page id): it is the key rows are matched on"
+        )));
+    };
+    let id = &columns[id_col];
+    if !matches!(id.kind, Kind::Text(_) | Kind::Uuid) {
+        return Err(target_error(
+            Code::ERRCODE_DATATYPE_MISMATCH,
+            format!(
+                "column \"{}\" ({}) holds the Notion page id: make it text or uuid",
+                id.name, id.sql_type
+            ),
+        ));
+    }
+    let attnum = attrs[&id.name].attnum;
+    let unique = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                         WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL
+                           AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = $2)",
+        &[relid.into(), attnum.into()],
+    )?
+    .unwrap_or(false);
+    if !unique {
+        return Err(target_error(
+            Code::ERRCODE_INVALID_COLUMN_REFERENCE,
+            format!(
+                "{table} needs a unique key on column \"{0}\" alone (the column mapped to @id), for example: \
+                 ALTER TABLE {table} ADD UNIQUE ({1})",
+                id.name,
+                ident(&id.name)
+            ),
+        ));
+    }
+    Ok(Mapping {
+        table,
+        columns,
+        id_col,
+        tz,
+        searchable,
+        role: role.to_u32(),
+        raw: map.to_string(),
+    })
+}
+
+/// The mapping of a registered database, checked against its table; None when it has none.
+pub fn load(user: &str, db: &str) -> Result<Option<Mapping>> {
+    let reg = Spi::connect(|c| {
+        let rows = c.select(
+            "SELECT pg_catalog.to_regclass(d.target_table)::oid, d.target_columns, d.timezone, d.searchable,
+                    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = d.target_role)
+               FROM notion_sync.databases d
+              WHERE d.user_id = $1 AND d.database_id = $2 AND d.target_columns IS NOT NULL",
+            Some(1),
+            &[user.into(), db.into()],
+        )?;
+        let row = rows.into_iter().next();
+        Ok::<_, SyncError>(match row {
+            Some(r) => Some((
+                r.get::<pg_sys::Oid>(1)?,
+                r.get::<JsonB>(2)?.map(|j| j.0).unwrap_or(Value::Null),
+                r.get::<String>(3)?.unwrap_or_else(|| "UTC".into()),
+                r.get::<bool>(4)?.unwrap_or(false),
+                r.get::<pg_sys::Oid>(5)?,
+            )),
+            None => None,
+        })
+    })?;
+    match reg {
+        None => Ok(None),
+        Some((relid, map, tz, searchable, role)) => resolve(
+            relid.unwrap_or(pg_sys::InvalidOid),
+            &map,
+            &tz,
+            searchable,
+            role.unwrap_or(pg_sys::InvalidOid),
+        )
+        .map(Some),
+    }
+}
+
+/// Runs `f` in a subtransaction as `role`, with SECURITY_RESTRICTED_OPERATION (as Postgres does
+/// for maintenance commands run on a table owner's behalf). An ERROR inside rolls back only the
+/// subtransaction and comes back as `Err(message)`; a cancel or shutdown is raised again.
+fn as_role<R>(role: u32, f: impl FnOnce() -> Result<R>) -> std::result::Result<R, String> {
+    // SAFETY: the pattern of PL/Python's subtransactions: memory context and resource owner are
+    // restored on both paths, and the user id is restored by the subtransaction's abort.
+    unsafe {
+        let cx = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(cx);
+        let mut saved_user = pg_sys::InvalidOid;
+        let mut saved_ctx = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(role),
+            saved_ctx
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+        let out = PgTryBuilder::new(AssertUnwindSafe(|| f().map_err(|e| e.to_string())))
+            .catch_others(|e| {
+                let fatal = matches!(&e, CaughtError::PostgresError(r) | CaughtError::ErrorReport(r)
+                    if matches!(r.sql_error_code(), Code::ERRCODE_QUERY_CANCELED | Code::ERRCODE_ADMIN_SHUTDOWN));
+                if fatal {
+                    pg_sys::RollbackAndReleaseCurrentSubTransaction();
+                    pg_sys::MemoryContextSwitchTo(cx);
+                    pg_sys::CurrentResourceOwner = owner;
+                    e.rethrow();
+                }
+                Err(crate::error::caught_message(&e))
+            })
+            .execute();
+        if out.is_ok() {
+            pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(cx);
+        pg_sys::CurrentResourceOwner = owner;
+        out
+    }
+}
+
+/// One page ready for the mapped table.
+pub struct Row {
+    pub page_id: String,
+    pub values: Map<String, Value>,
+    /// What `mapped_pages` keeps: hash, title, url, edit time, body filled, an email filled, search text.
+    pub meta: Value,
+}
+
+/// The upsert of `rows` into the mapped table, touching only `columns`.
+fn upsert_sql(m: &Mapping, columns: &[&Column]) -> String {
+    let names: Vec<String> = columns.iter().map(|c| ident(&c.name)).collect();
+    let decl: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", ident(&c.name), c.sql_type))
+        .collect();
+    let select: Vec<String> = names.iter().map(|n| format!("r.{n}")).collect();
+    let set: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n} = EXCLUDED.{n}"))
+        .collect();
+    format!(
+        "WITH up AS (
+           INSERT INTO {table} AS t ({names})
+           SELECT {select} FROM pg_catalog.jsonb_to_recordset($1) AS r({decl})
+           ON CONFLICT ({id}) DO UPDATE SET {set}
+           RETURNING (t.xmax = 0) AS inserted)
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+        table = m.table,
+        names = names.join(", "),
+        select = select.join(", "),
+        decl = decl.join(", "),
+        id = ident(&m.columns[m.id_col].name),
+        set = set.join(", "),
+    )
+}
+
+/// Writes a batch. A batch Postgres refuses (a constraint, a trigger, a value its type rejects) is
+/// retried row by row, so only the pages at fault are skipped: they come back as
+/// `(page id, error)`. Returns (created, updated, errors).
+pub fn upsert(
+    m: &Mapping,
+    skip: &[usize],
+    user: &str,
+    db: &str,
+    rows: Vec<Row>,
+) -> Result<(i64, i64, PageErrors)> {
+    if rows.is_empty() {
+        return Ok((0, 0, vec![]));
+    }
+    let columns: Vec<&Column> = (0..m.columns.len())
+        .filter(|i| !skip.contains(i))
+        .map(|i| &m.columns[i])
+        .collect();
+    let sql = upsert_sql(m, &columns);
+    let write = |batch: Vec<Value>| {
+        as_role(m.role, || {
+            let (c, u) =
+                Spi::get_two_with_args::<i64, i64>(&sql, &[JsonB(Value::Array(batch)).into()])?;
+            Ok((c.unwrap_or(0), u.unwrap_or(0)))
+        })
+    };
+    let all: Vec<Value> = rows
+        .iter()
+        .map(|r| Value::Object(r.values.clone()))
+        .collect();
+    let mut errors = vec![];
+    let mut written = vec![];
+    let (mut created, mut updated) = (0, 0);
+    match write(all) {
+        Ok((c, u)) => {
+            (created, updated) = (c, u);
+            written = rows.iter().map(|r| r.meta.clone()).collect();
+        }
+        Err(_) => {
+            for r in &rows {
+                match write(vec![Value::Object(r.values.clone())]) {
+                    Ok((c, u)) => {
+                        created += c;
+                        updated += u;
+                        written.push(r.meta.clone());
+                    }
+                    Err(e) => {
+                        errors.push((r.page_id.clone(), format!("writing into {}: {e}", m.table)))
+                    }
+                }
+            }
+        }
+    }
+    if !written.is_empty() {
+        Spi::run_with_args(
+            "INSERT INTO notion_sync.mapped_pages AS t (user_id, notion_page_id, notion_database_id, target_table,
+                    title, url, content_hash, has_content, has_email, doc, in_trash, notion_last_edited_time,
+                    last_synced_at, updated_at)
+             SELECT $1, r.id, $2, $3, r.title, r.url, r.hash, r.has_content, r.has_email, r.doc, false, r.edited,
+                    now(), now()
+               FROM pg_catalog.jsonb_to_recordset($4) AS r(id text, title text, url text, hash text,
+                    has_content boolean, has_email boolean, doc text, edited timestamptz)
+             ON CONFLICT (user_id, notion_page_id) DO UPDATE SET
+                    notion_database_id = EXCLUDED.notion_database_id, target_table = EXCLUDED.target_table,
+                    title = EXCLUDED.title, url = EXCLUDED.url, content_hash = EXCLUDED.content_hash,
+                    has_content = CASE WHEN $5 THEN t.has_content ELSE EXCLUDED.has_content END,
+                    has_email = EXCLUDED.has_email, doc = EXCLUDED.doc, in_trash = false,
+                    notion_last_edited_time = EXCLUDED.notion_last_edited_time,
+                    last_synced_at = now(), updated_at = now()",
+            &[
+                user.into(),
+                db.into(),
+                m.table.as_str().into(),
+                JsonB(Value::Array(written)).into(),
+                // The body column was left alone (a properties-only refetch): so is what we know of it.
+                skip.iter()
+                    .any(|i| m.columns[*i].source == Source::Special(Special::Content))
+                    .into(),
+            ],
+        )?;
+    }
+    Ok((created, updated, errors))
+}
+
+/// Sets the column mapped to `@in_trash` (if any) for these pages, as the registering role.
+fn flag_trashed(m: &Mapping, ids: &[String]) -> Result<()> {
+    let Some(col) = m.column_for(Special::InTrash) else {
+        return Ok(());
+    };
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let id = &m.columns[m.id_col];
+    let sql = format!(
+        "UPDATE {} SET {} = true WHERE {}::text = ANY($1)",
+        m.table,
+        ident(&col.name),
+        ident(&id.name)
+    );
+    as_role(m.role, || {
+        Ok(Spi::run_with_args(&sql, &[ids.to_vec().into()])?)
+    })
+    .map_err(|e| SyncError::Storage(format!("marking deleted pages in {}: {e}", m.table)))
+}
+
+/// After a complete scan: pages of this database not seen are in trash. Rows of the application's
+/// table are never deleted: the `@in_trash` column, if mapped, is set. Returns the pages marked.
+pub fn mark_deleted(m: &Mapping, user: &str, db: &str, seen: Vec<String>) -> Result<i64> {
+    let gone: Vec<String> = Spi::get_one_with_args::<Vec<String>>(
+        "WITH gone AS (
+           UPDATE notion_sync.mapped_pages t SET in_trash = true, content_hash = NULL, updated_at = now()
+            WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash
+              AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) s(id) WHERE s.id = t.notion_page_id)
+           RETURNING t.notion_page_id)
+         SELECT coalesce(array_agg(notion_page_id), '{}') FROM gone",
+        &[user.into(), db.into(), seen.into()],
+    )?
+    .unwrap_or_default();
+    flag_trashed(m, &gone)?;
+    Ok(gone.len() as i64)
+}
+
+/// A webhook's delete: marks one page in trash if a mapped table holds it. Returns rows changed.
+pub fn trash_page(user: &str, id: &str) -> Result<i64> {
+    let Some(db) = optional_text(
+        "UPDATE notion_sync.mapped_pages SET in_trash = true, content_hash = NULL, updated_at = now()
+          WHERE user_id = $1 AND notion_page_id = $2 AND NOT in_trash RETURNING notion_database_id",
+        &[user.into(), id.into()],
+    )?
+    else {
+        return Ok(0);
+    };
+    if let Some(m) = load(user, &db)? {
+        flag_trashed(&m, &[id.to_string()])?;
+    }
+    Ok(1)
+}
+
+/// `_check_target`'s body: the qualified table name of a valid mapping, or the error.
+pub fn check(relid: pg_sys::Oid, map: &Value, tz: &str, role: &str) -> Result<String> {
+    let role_oid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)",
+        &[role.into()],
+    )?
+    .unwrap_or(pg_sys::InvalidOid);
+    resolve(relid, map, tz, false, role_oid).map(|m| m.table)
+}
