@@ -45,11 +45,21 @@ run() { printf '\n\033[1m%s\033[0m\n' "$1"; shift; "${PSQL[@]}" -c "$@"; }
 "${PSQL[@]}" -c "CREATE EXTENSION notion_sync CASCADE"
 "${PSQL[@]}" -c "SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')"
 "${PSQL[@]}" >/dev/null <<'SQL'
+-- The application's own table: Clients goes here through a column map (README "Your own tables").
+CREATE TABLE public.clients (
+  id serial PRIMARY KEY, notion_id uuid UNIQUE, name text NOT NULL, slug varchar(80), contact_email text,
+  products_services text[], monthly_fee numeric(10, 2), active boolean, client_page_info text,
+  archived boolean NOT NULL DEFAULT false, notes_from_app text);
 SELECT notion_sync.register_database('alice', 'a1b2c3d4-0000-4000-8000-0000000000c1', 'Characters');
 SELECT notion_sync.register_database('alice', 'a1b2c3d4-0000-4000-8000-0000000000c2', 'Worlds', '0 */6 * * *', 'Europe/Paris');
 SELECT notion_sync.register_database('alice', 'a1b2c3d4-0000-4000-8000-0000000000c3', 'Stories');
 SELECT notion_sync.register_database('alice', 'a1b2c3d4-0000-4000-8000-0000000000c4', 'Chat Sessions');
-SELECT notion_sync.register_database('alice', 'a1b2c3d4-0000-4000-8000-0000000000c5', 'Clients', '0 0 */2 9-18 * * 1-5', 'America/New_York');
+SELECT notion_sync.register_database('alice', 'a1b2c3d4-0000-4000-8000-0000000000c5', 'Clients', '0 0 */2 9-18 * * 1-5', 'America/New_York',
+  p_target => 'public.clients',
+  p_columns => '{"notion_id": "@id", "name": "Name", "slug": "@slug", "contact_email": "Email",
+                 "products_services": "Products/Services", "monthly_fee": "Monthly fee", "active": "Active",
+                 "client_page_info": "@content", "archived": "@in_trash"}',
+  p_searchable => true);
 SELECT notion_sync.register_database('alice', 'https://www.notion.so/acme/Reading-List-a1b2c3d400004000800000000000c0de?v=1', 'Reading List', 'manual');
 SQL
 
@@ -59,13 +69,15 @@ run "2. Sync again: unchanged pages cost nothing:" \
   "SELECT database_name, status, total, skipped, duration_ms FROM notion_sync.sync_all_notion_databases('alice')"
 run "3. Character lookup (typo-tolerant): get_notion_character('alice', 'aria stromwind')" \
   "SELECT name, match_score, left(description, 50) AS description, properties->'Role'->>'value' AS role FROM notion_sync.get_notion_character('alice', 'aria stromwind')"
-run "4. Search across all sync tables: search_notion_content('alice', 'compass -lighthouse')" \
-  "SELECT source_table, title, round(relevance_score::numeric, 3) AS score, left(content, 70) AS snippet FROM notion_sync.search_notion_content('alice', 'compass -lighthouse')"
-run "5. Status: notion_sync.status('alice')" \
-  "SELECT key AS sync_table, value->>'total' AS pages, value->>'with_content' AS with_content, value->>'last_updated' AS last_updated FROM jsonb_each(notion_sync.status('alice')->'tables')"
-run "6. Run history:" \
+run "4. Search across all sync tables (and searchable tables of your own): search_notion_content('alice', 'compass or bakery -lighthouse')" \
+  "SELECT source_table, title, round(relevance_score::numeric, 3) AS score, left(content, 70) AS snippet FROM notion_sync.search_notion_content('alice', 'compass or bakery -lighthouse')"
+run "5. Your own table: Clients synced into public.clients through a column map, values typed:" \
+  "SELECT name, slug, contact_email, products_services, monthly_fee, active, left(client_page_info, 40) AS client_page_info FROM public.clients ORDER BY name"
+run "6. Status: notion_sync.status('alice')" \
+  "SELECT key AS sync_table, value->>'total' AS pages, value->>'with_content' AS with_content, value->>'with_email' AS with_email, value->>'last_updated' AS last_updated FROM jsonb_each(notion_sync.status('alice')->'tables')"
+run "7. Run history:" \
   "SELECT run_id, database_name, trigger, mode, status, total, created, skipped, http_requests, duration_ms FROM notion_sync.sync_runs ORDER BY run_id"
-run "7. The background worker runs each database on its schedule, in its time zone (notion_sync.sync_status):" \
+run "8. The background worker runs each database on its schedule, in its time zone (notion_sync.sync_status):" \
   "SELECT database_name, schedule, timezone, next_run, last_status, last_trigger, rows FROM notion_sync.sync_status ORDER BY next_run NULLS LAST"
 
 echo

@@ -330,3 +330,35 @@ def test_writes_run_as_the_registering_role_not_the_superuser(clients, app_admin
                            (CLIENTS,)).fetchone() == ("succeeded", 3)
     assert set(db.execute("SELECT who, super FROM public.who_wrote").fetchall()) == {("ns_app_admin", False)}
     assert db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'ns_app_admin'").fetchone()[0] is False
+
+
+def test_worker_schedules_and_webhooks_apply_to_mapped_tables(wdb, fake):
+    """On the worker's cluster: a scheduled run fills the table (per-batch transactions), a
+    properties-only webhook updates the row and keeps the body column, a delete flags @in_trash."""
+    from harness import wait_for
+    from test_webhooks import SECRET, event, handle
+    db = wdb
+    db.execute(CLIENTS_TABLE)
+    db.execute("SELECT notion_sync.register_database('alice', %s, 'Clients', '* * * * * *', 'America/New_York',"
+               " 'public.clients', %s)", (CLIENTS, json.dumps(CLIENTS_MAP)))
+    assert wait_for(lambda: db.execute("SELECT count(*) FROM public.clients").fetchone()[0] == 3, 20)
+    run = db.execute("SELECT trigger, status, created FROM notion_sync.sync_runs ORDER BY run_id LIMIT 1").fetchone()
+    assert run == ("schedule", "succeeded", 3)
+    db.execute("UPDATE notion_sync.databases SET schedule = 'manual', next_run_at = NULL")
+    from conftest import quiesce
+    quiesce(db)
+    assert "Family bakery" in client(db, ACME, "client_page_info")[0]
+
+    handle(db, json.dumps({"verification_token": SECRET}), None, "alice")
+    fake.admin("PATCH", f"pages/{ACME}", {"properties": {"Phone": "+1 212 555 0199"}})
+    ev = event(fake, "page.properties_updated", ACME)
+    assert handle(db, ev["body"], ev["signature"])["status"] == "accepted"
+    assert wait_for(lambda: client(db, ACME, "phone")[0] == "+1 212 555 0199", 10)
+    assert "Family bakery" in client(db, ACME, "client_page_info")[0]  # not refetched, not cleared
+
+    fake.admin("PATCH", f"pages/{BLUE_FERN}", {"in_trash": True})
+    ev = event(fake, "page.deleted", BLUE_FERN)
+    handle(db, ev["body"], ev["signature"])
+    assert wait_for(lambda: client(db, BLUE_FERN, "deleted")[0] is True, 10)
+    assert db.execute("SELECT in_trash FROM notion_sync.mapped_pages WHERE notion_page_id = %s",
+                      (BLUE_FERN,)).fetchone()[0] is True
