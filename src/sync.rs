@@ -195,6 +195,10 @@ struct Run<'i> {
     started_ms: i64,
     /// Webhook refetch of properties only: keep the stored body instead of reading blocks.
     keep_body: bool,
+    /// Nothing of this database was stored when the run started (a first sync): no page can be
+    /// unchanged, so stored hashes are not looked up. Planner statistics of a table that was empty
+    /// make that lookup a scan per id, which cost a first sync of 10,000 pages 4x its time.
+    fresh: bool,
 }
 
 impl<'i> Run<'i> {
@@ -229,6 +233,7 @@ impl<'i> Run<'i> {
             min_failed_edited: None,
             started_ms: chrono::Utc::now().timestamp_millis(),
             keep_body: false,
+            fresh: false,
         }
     }
 
@@ -286,10 +291,15 @@ impl<'i> Run<'i> {
         }
         let ids: Vec<String> = pages.iter().map(|p| p.id.clone()).collect();
         let table = self.spec.table;
-        let stored = self.txn.run(|| match &self.mapping {
-            Some(_) => storage::existing("mapped_pages", &self.user, &ids),
-            None => storage::existing(table, &self.user, &ids),
-        })?;
+        let stored = match (self.fresh, &self.mapping) {
+            (true, _) => storage::Stored::new(),
+            (false, Some(_)) => self
+                .txn
+                .run(|| storage::existing("mapped_pages", &self.user, &ids))?,
+            (false, None) => self
+                .txn
+                .run(|| storage::existing(table, &self.user, &ids))?,
+        };
         let mut rows = vec![];
         let mut mapped_rows = vec![];
         let mut edited_of = HashMap::new();
@@ -360,11 +370,28 @@ impl<'i> Run<'i> {
                         text.as_ref()
                             .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count() as i64)
                     });
-            rows.push(json!({
-                "id": page.id, "name": page.title, "text": text, "message_count": message_count,
-                "properties": page.properties, "hash": hash, "url": page.url,
-                "created": page.created_time, "edited": page.last_edited_time, "body": body,
-            }));
+            // Moved into the row, not copied (json! would serialise a deep copy of each value).
+            let mut row = serde_json::Map::new();
+            row.insert("id".into(), Value::String(page.id));
+            row.insert("name".into(), Value::String(page.title));
+            row.insert("text".into(), text.map_or(Value::Null, Value::String));
+            row.insert(
+                "message_count".into(),
+                message_count.map_or(Value::Null, Value::from),
+            );
+            row.insert("properties".into(), Value::Object(page.properties));
+            row.insert("hash".into(), Value::String(hash));
+            row.insert("url".into(), page.url.map_or(Value::Null, Value::String));
+            row.insert(
+                "created".into(),
+                page.created_time.map_or(Value::Null, Value::String),
+            );
+            row.insert(
+                "edited".into(),
+                page.last_edited_time.map_or(Value::Null, Value::String),
+            );
+            row.insert("body".into(), body.map_or(Value::Null, Value::String));
+            rows.push(Value::Object(row));
             self.note_edited(edited);
         }
         let mut skip = self.missing.clone();
@@ -599,6 +626,12 @@ pub fn start<'i>(
         None
     };
     let depth = depth_for(mapping.as_ref(), true);
+    let stored_table = if mapping.is_some() {
+        "mapped_pages"
+    } else {
+        storage::spec(&target).table
+    };
+    let fresh = txn.run(|| storage::has_rows(stored_table, user, &db).map(|h| !h))?;
 
     let since = match (
         mode,
@@ -616,8 +649,10 @@ pub fn start<'i>(
     } else {
         "created_time"
     };
+    let mut run = Run::new(client, txn, &target, user, &db, db_name, mapping, depth);
+    run.fresh = fresh;
     Ok(Started::Running(Box::new(Job {
-        run: Run::new(client, txn, &target, user, &db, db_name, mapping, depth),
+        run,
         scan: Scan {
             sources,
             index: 0,
@@ -674,22 +709,27 @@ impl Job<'_> {
         let source = scan.sources[scan.index].clone();
         let since = scan.window_from.as_deref().or(scan.since.as_deref());
         let body = client::query_body(scan.key, since, scan.cursor.as_deref());
-        let resp = self
+        let mut resp = self
             .run
             .client
             .query(&source, &body)
             .map_err(SyncError::Api)?;
-        let results = resp
-            .get("results")
-            .and_then(|r| r.as_array())
-            .cloned()
-            .unwrap_or_default();
+        // Taken, not cloned: a deep copy of 100 pages was a tenth of a sync's CPU.
+        let results = match resp.get_mut("results").map(Value::take) {
+            Some(Value::Array(a)) => a,
+            _ => vec![],
+        };
         for r in &results {
             if let Some(c) = r.get(scan.key).and_then(|c| c.as_str()) {
                 if scan.window_max.as_deref().is_none_or(|m| ms(c) > ms(m)) {
                     scan.window_max = Some(c.to_string());
                 }
             }
+        }
+        // The next page of results is on its way while this one is written.
+        if let Some(c) = client::next_cursor(&resp) {
+            let next = client::query_body(scan.key, since, Some(&c));
+            self.run.client.prefetch_query(&source, &next);
         }
         // An incremental scan of one source reads in edit order: each batch may move the watermark.
         let watermark = self.run.txn == Txn::PerBatch
@@ -743,8 +783,18 @@ impl Job<'_> {
         let txn = run.txn;
         let deleted = txn.run(|| {
             let mut deleted = 0;
-            // Deletions only from a complete, error-free full scan of every source.
-            if complete && mode == Mode::Full && hours_back.is_none() {
+            // Statistics first: the deletion query below is planned on them, and on a table that
+            // was empty it was a nested loop over every id (5 of the 6.5 s of a first 10k sync).
+            if run.created >= 1000 {
+                storage::analyze(if run.mapping.is_some() {
+                    "mapped_pages"
+                } else {
+                    run.spec.table
+                })?;
+            }
+            // Deletions only from a complete, error-free full scan of every source. A run that
+            // started with nothing stored wrote every row it has: nothing can be missing.
+            if complete && mode == Mode::Full && hours_back.is_none() && !run.fresh {
                 let seen = run.seen.drain().collect();
                 deleted = match &run.mapping {
                     Some(m) => storage::mapped::mark_deleted(m, &run.user, &run.db, seen)?,
@@ -758,9 +808,6 @@ impl Job<'_> {
                     run.watermark().map(iso).as_deref(),
                     mode == Mode::Full && complete,
                 )?;
-            }
-            if run.created >= 1000 && run.mapping.is_none() {
-                storage::analyze(run.spec.table)?;
             }
             Ok::<_, SyncError>(deleted)
         });

@@ -131,6 +131,17 @@ pub struct Client<'a> {
     pub stats: Stats,
     /// Called at least every 50 ms while waiting: in a backend it runs CHECK_FOR_INTERRUPTS.
     interrupt: &'a dyn Fn(),
+    /// A request already sent (see `prefetch`), taken by the `request` with the same method, URL
+    /// and body.
+    pending: Option<Pending>,
+}
+
+/// (status, Retry-After seconds, the body parsed as JSON).
+type Exchange = Result<(u16, Option<u64>, Result<Value, serde_json::Error>), ApiError>;
+
+struct Pending {
+    key: (String, String, Option<String>),
+    rx: mpsc::Receiver<Exchange>,
 }
 
 /// Token-free base URL check: https anywhere, plain http only to loopback (tests, the fake).
@@ -168,6 +179,7 @@ impl<'a> Client<'a> {
             agent,
             stats: Stats::default(),
             interrupt,
+            pending: None,
         })
     }
 
@@ -188,13 +200,9 @@ impl<'a> Client<'a> {
         }
     }
 
-    /// One HTTP exchange on a helper thread; returns (status, Retry-After seconds, body bytes).
-    fn exchange(
-        &self,
-        method: &str,
-        url: &str,
-        body: Option<String>,
-    ) -> Result<(u16, Option<u64>, Vec<u8>), ApiError> {
+    /// Starts one HTTP exchange on a helper thread (which never touches Postgres); the receiver
+    /// gets the status, Retry-After and the body already parsed (off the backend's thread too).
+    fn send(&self, method: &str, url: &str, body: Option<String>) -> mpsc::Receiver<Exchange> {
         let req = self
             .agent
             .request(method, url)
@@ -215,7 +223,11 @@ impl<'a> Client<'a> {
                         .and_then(|v| v.trim().parse::<u64>().ok());
                     let mut buf = Vec::new();
                     match resp.into_reader().take(64 << 20).read_to_end(&mut buf) {
-                        Ok(_) => Ok((status, retry_after, buf)),
+                        Ok(_) => {
+                            // Invalid UTF-8 is replaced, not fatal.
+                            let parsed = serde_json::from_str(&String::from_utf8_lossy(&buf));
+                            Ok((status, retry_after, parsed))
+                        }
                         Err(e) => Err(ApiError::Transport(format!("reading the body: {e}"))),
                     }
                 }
@@ -229,6 +241,11 @@ impl<'a> Client<'a> {
             };
             let _ = tx.send(out);
         });
+        rx
+    }
+
+    /// Waits for an exchange, checking for interrupts every 50 ms.
+    fn wait(&self, rx: mpsc::Receiver<Exchange>) -> Exchange {
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(r) => return r,
@@ -249,17 +266,28 @@ impl<'a> Client<'a> {
     ) -> Result<Value, ApiError> {
         let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
         let body = body.map(|b| b.to_string());
+        let key = (method.to_string(), url.clone(), body.clone());
+        let mut sent = match self.pending.take() {
+            Some(p) if p.key == key => Some(p.rx),
+            other => {
+                self.pending = other;
+                None
+            }
+        };
         let mut attempt: u32 = 0;
         loop {
-            while let Some(wait) = (self.cfg.budget)(&self.cfg.token, self.cfg.rps) {
-                self.sleep(wait);
-            }
-            self.stats.requests += 1;
-            let (err, retry_after) = match self.exchange(method, &url, body.clone()) {
-                Ok((status, retry_after, bytes)) => {
-                    // Invalid UTF-8 is replaced, not fatal.
-                    let text = String::from_utf8_lossy(&bytes);
-                    let parsed: Result<Value, _> = serde_json::from_str(&text);
+            let rx = match sent.take() {
+                Some(rx) => rx,
+                None => {
+                    while let Some(wait) = (self.cfg.budget)(&self.cfg.token, self.cfg.rps) {
+                        self.sleep(wait);
+                    }
+                    self.stats.requests += 1;
+                    self.send(method, &url, body.clone())
+                }
+            };
+            let (err, retry_after) = match self.wait(rx) {
+                Ok((status, retry_after, parsed)) => {
                     if (200..300).contains(&status) {
                         match parsed {
                             Ok(v) if v.is_object() => return Ok(v),
@@ -303,6 +331,26 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// Sends a request now, if the budget allows it at once, so that it runs while the caller
+    /// works (the sync writes one page of results while the next is on its way). The `request`
+    /// with the same arguments takes its answer; a failure there is retried as usual.
+    pub fn prefetch(&mut self, method: &str, path: &str, body: Option<&Value>) {
+        if self.pending.is_some() {
+            return;
+        }
+        if (self.cfg.budget)(&self.cfg.token, self.cfg.rps).is_some() {
+            return; // no budget now: the request waits for it when it is made
+        }
+        let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
+        let body = body.map(|b| b.to_string());
+        self.stats.requests += 1;
+        let rx = self.send(method, &url, body.clone());
+        self.pending = Some(Pending {
+            key: (method.to_string(), url, body),
+            rx,
+        });
+    }
+
     pub fn get(&mut self, path: &str) -> Result<Value, ApiError> {
         self.request("GET", path, None)
     }
@@ -334,14 +382,24 @@ impl<'a> Client<'a> {
         Ok((title, ids))
     }
 
-    /// One page of a query (data source on 2025-09-03+, database on 2022-06-28).
-    pub fn query(&mut self, source_id: &str, body: &Value) -> Result<Value, ApiError> {
-        let path = if self.cfg.version.as_str() < "2025-09-03" {
+    fn query_path(&self, source_id: &str) -> String {
+        if self.cfg.version.as_str() < "2025-09-03" {
             format!("/databases/{source_id}/query")
         } else {
             format!("/data_sources/{source_id}/query")
-        };
+        }
+    }
+
+    /// One page of a query (data source on 2025-09-03+, database on 2022-06-28).
+    pub fn query(&mut self, source_id: &str, body: &Value) -> Result<Value, ApiError> {
+        let path = self.query_path(source_id);
         self.request("POST", &path, Some(body))
+    }
+
+    /// Sends the query for the next page of results now (see `prefetch`).
+    pub fn prefetch_query(&mut self, source_id: &str, body: &Value) {
+        let path = self.query_path(source_id);
+        self.prefetch("POST", &path, Some(body));
     }
 
     /// Every item of a paginated property (relations/people/title/rich_text over 25).

@@ -232,10 +232,11 @@ pub fn parse_page(p: &Value) -> Result<Page, String> {
         if more || (long && matches!(kind, "title" | "rich_text" | "people" | "relation")) {
             truncated.push((name.clone(), pid.clone(), kind.to_string()));
         }
-        properties.insert(
-            name.clone(),
-            json!({"id": pid, "type": kind, "value": value}),
-        );
+        let mut entry = Map::new();
+        entry.insert("id".into(), Value::String(pid));
+        entry.insert("type".into(), Value::String(kind.to_string()));
+        entry.insert("value".into(), value);
+        properties.insert(name.clone(), Value::Object(entry));
     }
     let s = |k: &str| p.get(k).and_then(|v| v.as_str()).map(String::from);
     Ok(Page {
@@ -279,10 +280,23 @@ pub fn complete_property(
 /// SHA-256 over what the mirror stores of a page (before content). `last_edited_time` is part of it,
 /// so an edit to the body alone also counts as a change.
 pub fn page_hash(page: &Page) -> String {
-    let canonical = json!({
-        "p": page.properties, "t": page.in_trash, "e": page.last_edited_time, "u": page.url,
-    });
-    let digest = Sha256::digest(canonical.to_string().as_bytes());
+    /// Serialised from references (no copy of the properties); the field order is the key order
+    /// of the JSON object hashed before, so stored hashes stay valid.
+    #[derive(serde::Serialize)]
+    struct Canonical<'a> {
+        e: &'a Option<String>,
+        p: &'a Map<String, Value>,
+        t: bool,
+        u: &'a Option<String>,
+    }
+    let canonical = Canonical {
+        e: &page.last_edited_time,
+        p: &page.properties,
+        t: page.in_trash,
+        u: &page.url,
+    };
+    let text = serde_json::to_string(&canonical).unwrap_or_default();
+    let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -494,6 +508,16 @@ mod tests {
             page.properties["Links"]["value"].as_array().unwrap().len(),
             40
         );
+    }
+
+    #[test]
+    fn hash_is_the_one_stored_by_earlier_versions() {
+        let p = json!({"id":"x","last_edited_time":"2026-01-01T00:00:00.000Z","url":"https://n/x","properties":{"Name":{"id":"title","type":"title","title":[{"plain_text":"A"}]}}});
+        let page = parse_page(&p).unwrap();
+        let before = json!({"p": page.properties, "t": page.in_trash, "e": page.last_edited_time, "u": page.url});
+        let digest = Sha256::digest(before.to_string().as_bytes());
+        let want: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(page_hash(&page), want);
     }
 
     #[test]

@@ -371,6 +371,17 @@ pub fn mark_deleted(table: &str, user: &str, db: &str, seen: Vec<String>) -> Res
     Ok(Spi::get_one_with_args::<i64>(&sql, &[user.into(), db.into(), seen.into()])?.unwrap_or(0))
 }
 
+/// Whether anything of this database is stored in `table` (a sync table or `mapped_pages`).
+pub fn has_rows(table: &str, user: &str, db: &str) -> Result<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM notion_sync.{table} WHERE user_id = $1 AND notion_database_id = $2)"
+        ),
+        &[user.into(), db.into()],
+    )?
+    .unwrap_or(true))
+}
+
 /// The stored page body (a webhook refetch of properties keeps it).
 pub fn stored_body(table: &str, user: &str, id: &str) -> Result<Option<String>> {
     optional_text(
