@@ -2,7 +2,7 @@
 against the fake Notion with no rate limit, in one run on one cluster, for us and for the baseline
 (benches/baseline_sdk.py: notion-client + psycopg, the way users sync today). Prints JSON lines and a table,
 writes benches/results/latest.md and latest.png (pages/s, needs matplotlib). Sizes: BENCH_SIZES
-(default "1000 10000")."""
+(default "1000 10000 100000")."""
 import json
 import math
 import os
