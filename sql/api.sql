@@ -134,6 +134,7 @@ BEGIN
         watermark = CASE WHEN d.target_table = EXCLUDED.target_table
                           AND d.target_columns IS NOT DISTINCT FROM EXCLUDED.target_columns
                           AND d.searchable = EXCLUDED.searchable
+                          AND (d.target_columns IS NULL OR d.timezone = EXCLUDED.timezone)
                          THEN d.watermark END,
         updated_at = now()
   RETURNING * INTO v_row;

@@ -447,11 +447,20 @@ pub fn convert(kind: &str, value: &Value, col: &Column, tz: Tz) -> Result<Value,
     })
 }
 
-/// The stored hash of a page in a mapped table: the page's, plus the table, the map and whether it
-/// is searchable, so a changed registration rewrites every row.
+/// The stored hash of a page in a mapped table: the page's, plus the table, the map, whether it is
+/// searchable, the time zone and the column types, so a changed registration or an `ALTER COLUMN
+/// ... TYPE` rewrites every row.
 pub fn row_hash(page_hash: &str, m: &Mapping) -> String {
     use sha2::{Digest, Sha256};
-    let key = format!("{page_hash}\n{}\n{}\n{}", m.table, m.raw, m.searchable);
+    let types: Vec<&str> = m.columns.iter().map(|c| c.sql_type.as_str()).collect();
+    let key = format!(
+        "{page_hash}\n{}\n{}\n{}\n{}\n{}",
+        m.table,
+        m.raw,
+        m.searchable,
+        m.tz,
+        types.join(",")
+    );
     let digest = Sha256::digest(key.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -293,9 +293,9 @@ impl<'i> Run<'i> {
         let table = self.spec.table;
         let stored = match (self.fresh, &self.mapping) {
             (true, _) => storage::Stored::new(),
-            (false, Some(_)) => self
+            (false, Some(m)) => self
                 .txn
-                .run(|| storage::existing("mapped_pages", &self.user, &ids))?,
+                .run(|| storage::mapped::existing(m, &self.user, &ids))?,
             (false, None) => self
                 .txn
                 .run(|| storage::existing(table, &self.user, &ids))?,

@@ -194,7 +194,8 @@ pub fn resolve(
     let attnum = attrs[&id.name].attnum;
     let unique = Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                         WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL
+                         WHERE i.indrelid = $1 AND i.indisunique AND i.indimmediate AND i.indisvalid
+                           AND i.indpred IS NULL
                            AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = $2)",
         &[relid.into(), attnum.into()],
     )?
@@ -257,8 +258,9 @@ pub fn load(user: &str, db: &str) -> Result<Option<Mapping>> {
     }
 }
 
-/// Runs `f` in a subtransaction as `role`, with SECURITY_RESTRICTED_OPERATION (as Postgres does
-/// for maintenance commands run on a table owner's behalf). An ERROR inside rolls back only the
+/// Runs `f` in a subtransaction as `role`, with SECURITY_RESTRICTED_OPERATION and a GUC nest level
+/// (as Postgres does for maintenance commands run on a table owner's behalf): settings changed
+/// inside are undone before we are the superuser again. An ERROR inside rolls back only the
 /// subtransaction and comes back as `Err(message)`; a cancel or shutdown is raised again.
 fn as_role<R>(role: u32, f: impl FnOnce() -> Result<R>) -> std::result::Result<R, String> {
     // SAFETY: the pattern of PL/Python's subtransactions: memory context and resource owner are
@@ -277,6 +279,11 @@ fn as_role<R>(role: u32, f: impl FnOnce() -> Result<R>) -> std::result::Result<R
                 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         );
+        // Settings changed in here (a trigger's set_config('search_path', ...)) are undone before
+        // we are the superuser again, as Postgres does for maintenance commands.
+        let nest = pg_sys::NewGUCNestLevel();
+        // A deferred trigger would fire at commit as whoever commits: Postgres refuses to queue
+        // one inside a security-restricted operation, so such a write is a page error (tested).
         let out = PgTryBuilder::new(AssertUnwindSafe(|| f().map_err(|e| e.to_string())))
             .catch_others(|e| {
                 let fatal = matches!(&e, CaughtError::PostgresError(r) | CaughtError::ErrorReport(r)
@@ -291,6 +298,7 @@ fn as_role<R>(role: u32, f: impl FnOnce() -> Result<R>) -> std::result::Result<R
             })
             .execute();
         if out.is_ok() {
+            pg_sys::AtEOXact_GUC(false, nest);
             pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
@@ -300,6 +308,25 @@ fn as_role<R>(role: u32, f: impl FnOnce() -> Result<R>) -> std::result::Result<R
         pg_sys::CurrentResourceOwner = owner;
         out
     }
+}
+
+/// Stored hash, sync time and edit time of the given pages. A page whose row the application
+/// deleted from its table has no hash, so it is written again.
+pub fn existing(m: &Mapping, user: &str, ids: &[String]) -> Result<super::Stored> {
+    let id = &m.columns[m.id_col];
+    let sql = format!(
+        "SELECT t.notion_page_id,
+                CASE WHEN EXISTS (SELECT 1 FROM {table} a
+                                   WHERE a.{col} OPERATOR(pg_catalog.=) k.id::{ty}) THEN t.content_hash END,
+                (extract(epoch FROM t.last_synced_at) * 1000)::float8,
+                (extract(epoch FROM t.notion_last_edited_time) * 1000)::float8
+           FROM unnest($2::text[]) AS k(id)
+           JOIN notion_sync.mapped_pages t ON t.user_id = $1 AND t.notion_page_id = k.id",
+        table = m.table,
+        col = ident(&id.name),
+        ty = id.sql_type
+    );
+    super::read_known(&sql, user, ids)
 }
 
 /// One page ready for the mapped table.
@@ -327,8 +354,9 @@ fn upsert_sql(m: &Mapping, columns: &[&Column]) -> String {
            INSERT INTO {table} AS t ({names})
            SELECT {select} FROM pg_catalog.jsonb_to_recordset($1) AS r({decl})
            ON CONFLICT ({id}) DO UPDATE SET {set}
-           RETURNING (t.xmax = 0) AS inserted)
-         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+           RETURNING (t.xmax = 0) AS inserted, t.{id}::text AS id)
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+                coalesce(array_agg(id), '{{}}') FROM up",
         table = m.table,
         names = names.join(", "),
         select = select.join(", "),
@@ -356,12 +384,21 @@ pub fn upsert(
         .map(|i| &m.columns[i])
         .collect();
     let sql = upsert_sql(m, &columns);
+    // (created, updated, ids written): a BEFORE trigger may return NULL and write nothing.
     let write = |batch: Vec<Value>| {
         as_role(m.role, || {
-            let (c, u) =
-                Spi::get_two_with_args::<i64, i64>(&sql, &[JsonB(Value::Array(batch)).into()])?;
-            Ok((c.unwrap_or(0), u.unwrap_or(0)))
+            let (c, u, ids) = Spi::get_three_with_args::<i64, i64, Vec<String>>(
+                &sql,
+                &[JsonB(Value::Array(batch)).into()],
+            )?;
+            Ok((c.unwrap_or(0), u.unwrap_or(0), ids.unwrap_or_default()))
         })
+    };
+    let meta = |ids: &[String]| -> Vec<Value> {
+        rows.iter()
+            .filter(|r| ids.contains(&r.page_id))
+            .map(|r| r.meta.clone())
+            .collect()
     };
     let all: Vec<Value> = rows
         .iter()
@@ -371,17 +408,17 @@ pub fn upsert(
     let mut written = vec![];
     let (mut created, mut updated) = (0, 0);
     match write(all) {
-        Ok((c, u)) => {
+        Ok((c, u, ids)) => {
             (created, updated) = (c, u);
-            written = rows.iter().map(|r| r.meta.clone()).collect();
+            written = meta(&ids);
         }
         Err(_) => {
             for r in &rows {
                 match write(vec![Value::Object(r.values.clone())]) {
-                    Ok((c, u)) => {
+                    Ok((c, u, ids)) => {
                         created += c;
                         updated += u;
-                        written.push(r.meta.clone());
+                        written.extend(meta(&ids));
                     }
                     Err(e) => {
                         errors.push((r.page_id.clone(), format!("writing into {}: {e}", m.table)))
@@ -403,7 +440,8 @@ pub fn upsert(
                     notion_database_id = EXCLUDED.notion_database_id, target_table = EXCLUDED.target_table,
                     title = EXCLUDED.title, url = EXCLUDED.url, content_hash = EXCLUDED.content_hash,
                     has_content = CASE WHEN $5 THEN t.has_content ELSE EXCLUDED.has_content END,
-                    has_email = EXCLUDED.has_email, doc = EXCLUDED.doc, in_trash = false,
+                    has_email = EXCLUDED.has_email,
+                    doc = CASE WHEN $5 THEN t.doc ELSE EXCLUDED.doc END, in_trash = false,
                     notion_last_edited_time = EXCLUDED.notion_last_edited_time,
                     last_synced_at = now(), updated_at = now()",
             &[
@@ -431,10 +469,11 @@ fn flag_trashed(m: &Mapping, ids: &[String]) -> Result<()> {
     }
     let id = &m.columns[m.id_col];
     let sql = format!(
-        "UPDATE {} SET {} = true WHERE {}::text = ANY($1)",
+        "UPDATE {} SET {} = true WHERE {} = ANY($1::text[]::{}[])",
         m.table,
         ident(&col.name),
-        ident(&id.name)
+        ident(&id.name),
+        id.sql_type
     );
     as_role(m.role, || {
         Ok(Spi::run_with_args(&sql, &[ids.to_vec().into()])?)
@@ -446,24 +485,32 @@ fn flag_trashed(m: &Mapping, ids: &[String]) -> Result<()> {
 /// table are never deleted: the `@in_trash` column, if mapped, is set. Returns the pages marked.
 pub fn mark_deleted(m: &Mapping, user: &str, db: &str, seen: Vec<String>) -> Result<i64> {
     let gone: Vec<String> = Spi::get_one_with_args::<Vec<String>>(
-        "WITH gone AS (
-           UPDATE notion_sync.mapped_pages t SET in_trash = true, content_hash = NULL, updated_at = now()
-            WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash
-              AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) s(id) WHERE s.id = t.notion_page_id)
-           RETURNING t.notion_page_id)
-         SELECT coalesce(array_agg(notion_page_id), '{}') FROM gone",
+        "SELECT coalesce(array_agg(t.notion_page_id), '{}') FROM notion_sync.mapped_pages t
+          WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash
+            AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) s(id) WHERE s.id = t.notion_page_id)",
         &[user.into(), db.into(), seen.into()],
     )?
     .unwrap_or_default();
+    // The application's table first: if that fails, nothing is recorded as done.
     flag_trashed(m, &gone)?;
+    set_trashed(user, &gone)?;
     Ok(gone.len() as i64)
+}
+
+fn set_trashed(user: &str, ids: &[String]) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE notion_sync.mapped_pages SET in_trash = true, content_hash = NULL, updated_at = now()
+          WHERE user_id = $1 AND notion_page_id = ANY($2)",
+        &[user.into(), ids.to_vec().into()],
+    )?;
+    Ok(())
 }
 
 /// A webhook's delete: marks one page in trash if a mapped table holds it. Returns rows changed.
 pub fn trash_page(user: &str, id: &str) -> Result<i64> {
     let Some(db) = optional_text(
-        "UPDATE notion_sync.mapped_pages SET in_trash = true, content_hash = NULL, updated_at = now()
-          WHERE user_id = $1 AND notion_page_id = $2 AND NOT in_trash RETURNING notion_database_id",
+        "SELECT notion_database_id FROM notion_sync.mapped_pages
+          WHERE user_id = $1 AND notion_page_id = $2 AND NOT in_trash",
         &[user.into(), id.into()],
     )?
     else {
@@ -472,6 +519,7 @@ pub fn trash_page(user: &str, id: &str) -> Result<i64> {
     if let Some(m) = load(user, &db)? {
         flag_trashed(&m, &[id.to_string()])?;
     }
+    set_trashed(user, &[id.to_string()])?;
     Ok(1)
 }
 

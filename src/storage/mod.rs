@@ -272,9 +272,14 @@ pub fn existing(table: &str, user: &str, ids: &[String]) -> Result<Stored> {
            FROM unnest($2::text[]) AS k(id)
            JOIN notion_sync.{table} t ON t.user_id = $1 AND t.notion_page_id = k.id"
     );
+    read_known(&sql, user, ids)
+}
+
+/// Runs a query of (page id, hash, synced ms, edited ms) for `$1` user and `$2` page ids.
+pub(crate) fn read_known(sql: &str, user: &str, ids: &[String]) -> Result<Stored> {
     Spi::connect(|client| {
         let mut out = HashMap::new();
-        for row in client.select(&sql, None, &[user.into(), ids.to_vec().into()])? {
+        for row in client.select(sql, None, &[user.into(), ids.to_vec().into()])? {
             if let Some(id) = row.get::<String>(1)? {
                 out.insert(
                     id,

@@ -66,7 +66,7 @@ def app_admin(db):
     db.execute("CREATE ROLE ns_app_admin LOGIN IN ROLE notion_sync_admin")
     yield db.info.dsn.replace("user=postgres", "user=ns_app_admin")
     db.execute("DROP TABLE IF EXISTS public.app_clients, public.who_wrote")
-    db.execute("DROP FUNCTION IF EXISTS public.who_trigger()")
+    db.execute("DROP FUNCTION IF EXISTS public.who_trigger(), public.now()")
     db.execute("DROP OWNED BY ns_app_admin")
     db.execute("DROP ROLE ns_app_admin")
 
@@ -131,6 +131,20 @@ def test_changing_the_map_rewrites_every_row(clients):
     assert sync(db, mode="incremental")[2:5] == (0, 3, 0)
     assert client(db, ACME, "website, contract")[0].startswith("https://www.notion.so/")
     assert client(db, ACME, "contract")[0] == "https://example.com/contracts/acme.pdf"  # no longer mapped: kept
+
+
+def test_rows_the_application_deleted_or_a_trigger_skipped_are_written_again(clients):
+    db = clients
+    db.execute("""CREATE FUNCTION public.skip_yoga() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RETURN CASE WHEN NEW.name LIKE '%%Yoga%%' THEN NULL ELSE NEW END; END $$""")
+    db.execute("CREATE TRIGGER skip_yoga BEFORE INSERT ON public.clients FOR EACH ROW EXECUTE FUNCTION public.skip_yoga()")
+    assert sync(db)[0:3] == ("succeeded", 3, 2)
+    db.execute("DROP TRIGGER skip_yoga ON public.clients")
+    db.execute("DROP FUNCTION public.skip_yoga()")
+    db.execute("DELETE FROM public.clients WHERE notion_id = %s", (ACME,))
+    # Neither page changed in Notion, but neither row is in the table: both are written again.
+    assert sync(db)[0:5] == ("succeeded", 3, 2, 0, 1)
+    assert db.execute("SELECT count(*) FROM public.clients").fetchone()[0] == 3
 
 
 def test_rename_follows_property_ids_and_a_deleted_property_is_an_error(clients, fake):
@@ -306,30 +320,49 @@ def test_target_must_be_an_application_table_the_caller_can_write(clients, app_a
 
 
 def test_writes_run_as_the_registering_role_not_the_superuser(clients, app_admin):
-    """A trigger on a mapped table runs with the registering role's rights: a notion_sync admin
-    cannot use the superuser-run sync to escalate."""
+    """Code on a mapped table runs with the registering role's rights, even when a superuser runs the
+    sync: its triggers (also deferred ones, which before PG 17 fire as whoever commits), and settings
+    they change (a search_path pointing at a trojan now()) do not outlive the write."""
     db = clients
     db.execute("DROP TABLE IF EXISTS public.app_clients, public.who_wrote")
-    db.execute("CREATE TABLE public.who_wrote (who name, super boolean)")
+    db.execute("CREATE TABLE public.who_wrote (who text, super boolean)")
     db.execute("GRANT INSERT ON public.who_wrote TO ns_app_admin")
     db.execute("CREATE TABLE public.app_clients (notion_id text PRIMARY KEY, name text)")
     db.execute("ALTER TABLE public.app_clients OWNER TO ns_app_admin")
     db.execute("""CREATE FUNCTION public.who_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        INSERT INTO public.who_wrote SELECT current_user, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user;
+        INSERT INTO public.who_wrote SELECT TG_WHEN || ':' || current_user, rolsuper
+          FROM pg_catalog.pg_roles WHERE rolname = current_user;
         BEGIN
           EXECUTE 'ALTER ROLE ns_app_admin SUPERUSER';
         EXCEPTION WHEN OTHERS THEN NULL;
         END;
+        PERFORM set_config('search_path', 'public, pg_catalog', false);
         RETURN NEW;
       END $$""")
-    db.execute("CREATE TRIGGER who BEFORE INSERT ON public.app_clients FOR EACH ROW EXECUTE FUNCTION public.who_trigger()")
+    db.execute("""CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$
+      INSERT INTO public.who_wrote SELECT 'trojan now():' || current_user, true;
+      SELECT pg_catalog.now() $$""")
+    db.execute("GRANT INSERT ON public.who_wrote TO PUBLIC")
+    db.execute("CREATE TRIGGER who BEFORE INSERT ON public.app_clients FOR EACH ROW"
+               " EXECUTE FUNCTION public.who_trigger()")
+    db.execute("CREATE CONSTRAINT TRIGGER who_later AFTER INSERT ON public.app_clients"
+               " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.who_trigger()")
     with psycopg.connect(app_admin, autocommit=True) as app:
         register(app, {"notion_id": "@id", "name": "Name"}, table="public.app_clients")
-        assert app.execute("SELECT status, created FROM notion_sync.sync_notion_database('alice', %s, NULL, 'full')",
-                           (CLIENTS,)).fetchone() == ("succeeded", 3)
-    assert set(db.execute("SELECT who, super FROM public.who_wrote").fetchall()) == {("ns_app_admin", False)}
+    sync_sql = "SELECT status, created, errors FROM notion_sync.sync_notion_database('alice', %s, NULL, 'full')"
+    # A deferred trigger would fire at commit as whoever commits: Postgres refuses to queue it inside
+    # the restricted write, so those pages are errors, not superuser code.
+    r = db.execute(sync_sql, (CLIENTS,)).fetchone()
+    assert r[:2] == ("partial", 0) and "deferred trigger" in r[2][0]["error"], r
+    db.execute("DROP TRIGGER who_later ON public.app_clients")
+    # The superuser runs it (a pg_cron job, sync_all from psql): the table's code still runs as its role.
+    r = db.execute(sync_sql, (CLIENTS,)).fetchone()
+    assert r[:2] == ("succeeded", 3), r
+    who = db.execute("SELECT who, super, count(*) FROM public.who_wrote GROUP BY 1, 2 ORDER BY 1").fetchall()
+    assert who == [("BEFORE:ns_app_admin", False, 3)], who
     assert db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'ns_app_admin'").fetchone()[0] is False
+    db.execute("DROP FUNCTION public.now()")
 
 
 def test_worker_schedules_and_webhooks_apply_to_mapped_tables(wdb, fake):
