@@ -69,8 +69,8 @@ run "2. Sync again: unchanged pages cost nothing:" \
   "SELECT database_name, status, total, skipped, duration_ms FROM notion_sync.sync_all_notion_databases('alice')"
 run "3. Character lookup (typo-tolerant): get_notion_character('alice', 'aria stromwind')" \
   "SELECT name, match_score, left(description, 50) AS description, properties->'Role'->>'value' AS role FROM notion_sync.get_notion_character('alice', 'aria stromwind')"
-run "4. Search across all sync tables (and searchable tables of your own): search_notion_content('alice', 'compass or bakery -lighthouse')" \
-  "SELECT source_table, title, round(relevance_score::numeric, 3) AS score, left(content, 70) AS snippet FROM notion_sync.search_notion_content('alice', 'compass or bakery -lighthouse')"
+run "4. Search across all sync tables (and searchable tables of your own): search_notion_content('alice', 'compass or bakery')" \
+  "SELECT source_table, title, round(relevance_score::numeric, 3) AS score, left(content, 70) AS snippet FROM notion_sync.search_notion_content('alice', 'compass or bakery')"
 run "5. Your own table: Clients synced into public.clients through a column map, values typed:" \
   "SELECT name, slug, contact_email, products_services, monthly_fee, active, left(client_page_info, 40) AS client_page_info FROM public.clients ORDER BY name"
 run "6. Status: notion_sync.status('alice')" \
