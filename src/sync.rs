@@ -237,6 +237,14 @@ impl<'i> Run<'i> {
         }
     }
 
+    /// The notion_sync table holding this run's hashes: its sync table, or `mapped_pages`.
+    fn stored_table(&self) -> &'static str {
+        match self.mapping {
+            Some(_) => "mapped_pages",
+            None => self.spec.table,
+        }
+    }
+
     fn fail_page(&mut self, id: Option<String>, edited: Option<i64>, msg: String) {
         if let Some(e) = edited {
             self.min_failed_edited = Some(self.min_failed_edited.map_or(e, |m| m.min(e)));
@@ -570,8 +578,8 @@ pub fn start<'i>(
             .or_else(|| reg.as_ref().map(|r| r.database_name.clone()))
             .unwrap_or_default();
         let target = match (&reg, name) {
-            (Some(r), _) if r.mapped => r.target_table.clone(),
-            (Some(r), None) => r.target_table.clone(),
+            // A name given to the call picks a sync table, unless the database maps its own.
+            (Some(r), _) if r.mapped || name.is_none() => r.target_table.clone(),
             _ => storage::target_for_name(&db_name).to_string(),
         };
         // One run per database at a time: a SQL call waits for a running one (cancellable), the
@@ -626,12 +634,6 @@ pub fn start<'i>(
         None
     };
     let depth = depth_for(mapping.as_ref(), true);
-    let stored_table = if mapping.is_some() {
-        "mapped_pages"
-    } else {
-        storage::spec(&target).table
-    };
-    let fresh = txn.run(|| storage::has_rows(stored_table, user, &db).map(|h| !h))?;
 
     let since = match (
         mode,
@@ -650,7 +652,8 @@ pub fn start<'i>(
         "created_time"
     };
     let mut run = Run::new(client, txn, &target, user, &db, db_name, mapping, depth);
-    run.fresh = fresh;
+    let stored = run.stored_table();
+    run.fresh = txn.run(|| storage::has_rows(stored, user, &db).map(|h| !h))?;
     Ok(Started::Running(Box::new(Job {
         run,
         scan: Scan {
@@ -786,11 +789,7 @@ impl Job<'_> {
             // Statistics first: the deletion query below is planned on them, and on a table that
             // was empty it was a nested loop over every id (5 of the 6.5 s of a first 10k sync).
             if run.created >= 1000 {
-                storage::analyze(if run.mapping.is_some() {
-                    "mapped_pages"
-                } else {
-                    run.spec.table
-                })?;
+                storage::analyze(run.stored_table())?;
             }
             // Deletions only from a complete, error-free full scan of every source. A run that
             // started with nothing stored wrote every row it has: nothing can be missing.

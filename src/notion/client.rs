@@ -264,9 +264,8 @@ impl<'a> Client<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
-        let body = body.map(|b| b.to_string());
-        let key = (method.to_string(), url.clone(), body.clone());
+        let key = self.key(method, path, body);
+        let (url, body) = (key.1.clone(), key.2.clone());
         let mut sent = match self.pending.take() {
             Some(p) if p.key == key => Some(p.rx),
             other => {
@@ -341,14 +340,21 @@ impl<'a> Client<'a> {
         if (self.cfg.budget)(&self.cfg.token, self.cfg.rps).is_some() {
             return; // no budget now: the request waits for it when it is made
         }
-        let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
-        let body = body.map(|b| b.to_string());
+        let key = self.key(method, path, body);
         self.stats.requests += 1;
-        let rx = self.send(method, &url, body.clone());
-        self.pending = Some(Pending {
-            key: (method.to_string(), url, body),
-            rx,
-        });
+        let rx = self.send(method, &key.1, key.2.clone());
+        self.pending = Some(Pending { key, rx });
+    }
+
+    /// (method, full URL, body text): what a request sends, and how a prefetch is matched.
+    fn key(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (String, String, Option<String>) {
+        let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
+        (method.to_string(), url, body.map(|b| b.to_string()))
     }
 
     pub fn get(&mut self, path: &str) -> Result<Value, ApiError> {
