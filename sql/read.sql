@@ -5,82 +5,97 @@ DO $do$
 DECLARE
   trgm text := (SELECT e.extnamespace::regnamespace::text FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_trgm');
 BEGIN
-  EXECUTE pg_catalog.format($f$
-CREATE FUNCTION notion_sync.get_notion_character(p_user_id text, p_character_name text)
+  EXECUTE pg_catalog.replace($f$
+-- Tiers, best first: exact (1.0), prefix (0.9), substring (0.8), then typo-tolerant (0.7 x trigram
+-- similarity); ties by lowercased name. A tier runs only while fewer than p_limit rows were found,
+-- since no row of a later tier can outrank one of an earlier tier: a lookup that has its answer in
+-- the btree never pays for the trigram index. Each tier is planned with its values as constants
+-- (EXECUTE), which is what lets the btree serve the prefix LIKE. p_limit NULL returns every match.
+CREATE FUNCTION notion_sync.get_notion_character(p_user_id text, p_character_name text, p_limit int DEFAULT 20)
 RETURNS TABLE (notion_page_id text, name text, description text, properties jsonb, url text, match_score real)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-  SELECT c.notion_page_id, c.name, c.description, c.properties, c.url,
-         (CASE
-            WHEN p_character_name IS NULL THEN 1.0
-            WHEN lower(c.name) = lower(p_character_name) THEN 1.0
-            WHEN starts_with(lower(c.name), lower(p_character_name)) THEN 0.9
-            WHEN strpos(lower(c.name), lower(p_character_name)) > 0 THEN 0.8
-            ELSE 0.7 * %1$s.similarity(lower(c.name), lower(p_character_name))
-          END)::real AS match_score
-    FROM (SELECT * FROM notion_sync.notion_characters_sync x
-           WHERE p_character_name IS NULL AND x.user_id = p_user_id AND NOT x.in_trash
-          UNION ALL
-          -- Two branches rather than "name IS NULL OR ...", and LIKE (wildcards in the name escaped)
-          -- rather than strpos, so the trigram index serves the match.
-          SELECT * FROM notion_sync.notion_characters_sync x
-           WHERE x.user_id = p_user_id AND NOT x.in_trash
-             AND (lower(x.name) OPERATOR(%1$s.%%) lower(p_character_name)
-                  OR lower(x.name) LIKE '%%' || replace(replace(replace(lower(p_character_name), '\', '\\'),
-                                                                 '%%', '\%%'), '_', '\_') || '%%')) c
-   ORDER BY match_score DESC, c.name
-$$ $f$, trgm);
+DECLARE
+  q text := lower(p_character_name);
+  -- LIKE wildcards in the name are matched literally.
+  esc text := replace(replace(replace(lower(p_character_name), '\', '\\'), '%', '\%'), '_', '\_');
+  name_c constant text := 'lower(c.name) COLLATE pg_catalog."C"';
+  tier record;
+  got bigint;
+  left_ bigint := p_limit;
+BEGIN
+  IF p_limit < 0 THEN
+    RAISE EXCEPTION 'p_limit must be 0 or more, got %', p_limit USING ERRCODE = '2201W';
+  END IF;
+  FOR tier IN
+    SELECT * FROM (VALUES
+      (0, '1.0', 'true'),
+      (1, '1.0', format('%s = %L', name_c, q)),
+      (2, '0.9', format('%s LIKE %L AND %s <> %L', name_c, esc || '%', name_c, q)),
+      (3, '0.8', format('lower(c.name) LIKE %L AND NOT starts_with(lower(c.name), %L)', '%' || esc || '%', q)),
+      (4, format('0.7 * @trgm@.similarity(lower(c.name), %L)', q),
+          format('lower(c.name) OPERATOR(@trgm@.%%) %L AND strpos(lower(c.name), %L) = 0', q, q))
+    ) t(n, score, cond)
+    WHERE (n = 0) = (p_character_name IS NULL)
+    ORDER BY n
+  LOOP
+    EXIT WHEN left_ <= 0;
+    RETURN QUERY EXECUTE format(
+      'SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, (%s)::real AS s
+         FROM notion_sync.notion_characters_sync c
+        WHERE c.user_id = %L AND NOT c.in_trash AND %s
+        ORDER BY s DESC, %s, c.name LIMIT %s',
+      tier.score, p_user_id, tier.cond, name_c, coalesce(left_::text, 'ALL'));
+    GET DIAGNOSTICS got = ROW_COUNT;
+    left_ := left_ - got;
+  END LOOP;
+END
+$$ $f$, '@trgm@', trgm);
 END
 $do$;
 
+-- One branch per table, each ranking its own matches; the best p_limit over all get a snippet.
+-- Planned with the user and the query as values (EXECUTE ... USING): the planner then sees how many
+-- rows the words match, and reads the text index alone for a selective query rather than ANDing it
+-- with a bitmap of every row of the user. Parallel workers only for big match sets: starting them
+-- costs a few milliseconds, more than a selective search takes.
 CREATE FUNCTION notion_sync.search_notion_content(p_user_id text, p_search_query text, p_limit int DEFAULT 20)
 RETURNS TABLE (source_table text, notion_page_id text, title text, content text, relevance_score real, url text)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET parallel_setup_cost = 10000
 AS $$
-  WITH q AS (SELECT websearch_to_tsquery('pg_catalog.english'::regconfig, p_search_query) AS q),
-  hits AS (
-    SELECT * FROM (
-      SELECT 'notion_characters_sync'::text AS source_table, t.notion_page_id, t.name AS title,
-             concat_ws(E'\n', t.description, t.body) AS doc, ts_rank(t.search_vector, q.q) AS score, t.url
-        FROM notion_sync.notion_characters_sync t, q
-       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
-      UNION ALL
-      SELECT 'notion_worlds_sync', t.notion_page_id, t.name, concat_ws(E'\n', t.description, t.body),
-             ts_rank(t.search_vector, q.q), t.url
-        FROM notion_sync.notion_worlds_sync t, q
-       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
-      UNION ALL
-      SELECT 'notion_stories_sync', t.notion_page_id, t.title, concat_ws(E'\n', t.content, t.body),
-             ts_rank(t.search_vector, q.q), t.url
-        FROM notion_sync.notion_stories_sync t, q
-       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
-      UNION ALL
-      SELECT 'notion_chat_sessions_sync', t.notion_page_id, t.title, concat_ws(E'\n', t.transcript, t.body),
-             ts_rank(t.search_vector, q.q), t.url
-        FROM notion_sync.notion_chat_sessions_sync t, q
-       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
-      UNION ALL
-      SELECT 'notion_pages_sync', t.notion_page_id, t.title, concat_ws(E'\n', t.description, t.body),
-             ts_rank(t.search_vector, q.q), t.url
-        FROM notion_sync.notion_pages_sync t, q
-       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
-      UNION ALL
+DECLARE
+  branches text;
+BEGIN
+  SELECT string_agg(format($b$
+      SELECT %s AS source_table, t.notion_page_id, t.%I AS title, %s AS d1, %s AS d2,
+             ts_rank(t.search_vector, $2) AS score, t.url
+        FROM notion_sync.%I t
+       WHERE t.user_id = $1 AND NOT t.in_trash AND t.search_vector @@ $2$b$,
+      coalesce(v.src, quote_literal(v.tbl)), v.namecol, v.d1, v.d2, v.tbl), ' UNION ALL ')
+    INTO branches
+    FROM (VALUES
+      ('notion_characters_sync', NULL, 'name', 't.description', 't.body'),
+      ('notion_worlds_sync', NULL, 'name', 't.description', 't.body'),
+      ('notion_stories_sync', NULL, 'title', 't.content', 't.body'),
+      ('notion_chat_sessions_sync', NULL, 'title', 't.transcript', 't.body'),
+      ('notion_pages_sync', NULL, 'title', 't.description', 't.body'),
       -- Tables of the user's own registered as searchable (their vector is NULL otherwise).
-      SELECT t.target_table, t.notion_page_id, t.title, t.doc, ts_rank(t.search_vector, q.q), t.url
-        FROM notion_sync.mapped_pages t, q
-       WHERE t.user_id = p_user_id AND NOT t.in_trash AND t.search_vector @@ q.q
-    ) all_hits
-    ORDER BY score DESC, title
-    LIMIT greatest(coalesce(p_limit, 20), 0))
-  -- Snippets only for the rows returned.
-  SELECT h.source_table, h.notion_page_id, h.title,
-         ts_headline('pg_catalog.english'::regconfig, coalesce(nullif(h.doc, ''), h.title), q.q,
-                     'MaxWords=30, MinWords=10, StartSel=**, StopSel=**'),
-         h.score::real, h.url
-    FROM hits h, q
-   ORDER BY h.score DESC, h.title
+      ('mapped_pages', 't.target_table', 'title', 't.doc', 'NULL')) v(tbl, src, namecol, d1, d2);
+  RETURN QUERY EXECUTE format($s$
+    WITH hits AS (SELECT * FROM (%s) all_hits ORDER BY score DESC, title LIMIT $3)
+    -- Snippets, and the text they are cut from, only for the rows returned.
+    SELECT h.source_table, h.notion_page_id, h.title,
+           ts_headline('pg_catalog.english'::regconfig, coalesce(nullif(concat_ws(E'\n', h.d1, h.d2), ''), h.title),
+                       $2, 'MaxWords=30, MinWords=10, StartSel=**, StopSel=**'),
+           h.score::real, h.url
+      FROM hits h
+     ORDER BY h.score DESC, h.title$s$, branches)
+    USING p_user_id, websearch_to_tsquery('pg_catalog.english'::regconfig, p_search_query),
+          greatest(coalesce(p_limit, 20), 0);
+END
 $$;
 
 -- Totals per table (pages, with content, with an email property filled, last updated; tables of the
@@ -147,7 +162,7 @@ BEGIN
 END
 $$;
 
-GRANT EXECUTE ON FUNCTION notion_sync.get_notion_character(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.get_notion_character(text, text, int) TO PUBLIC;
 GRANT EXECUTE ON FUNCTION notion_sync.search_notion_content(text, text, int) TO PUBLIC;
 REVOKE ALL ON FUNCTION notion_sync.status(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION notion_sync.status(text) TO notion_sync_admin;

@@ -279,6 +279,10 @@ BEGIN
   END LOOP;
 END
 $$;
+-- get_notion_character's exact and prefix tiers, and its listing, walk this in order (C collation:
+-- a LIKE prefix can use it whatever the database's collation).
+CREATE INDEX notion_characters_sync_name_idx
+  ON notion_sync.notion_characters_sync (user_id, (pg_catalog.lower(name) COLLATE pg_catalog."C"));
 
 -- What notion_sync knows of each page synced into a table of the user's own (a column map): hash
 -- for change detection, trash flag, edit time (never back in time), what status() counts, and the

@@ -452,6 +452,55 @@ mod tests {
         );
     }
 
+    /// Names written directly: the tiers, their order, p_limit and literal wildcards.
+    fn lookup(name: &str, limit: &str) -> String {
+        Spi::get_one::<String>(&format!(
+            "SELECT string_agg(name || ' ' || match_score, ', ') \
+               FROM notion_sync.get_notion_character('alice', {name}, {limit})"
+        ))
+        .unwrap()
+        .unwrap_or_default()
+    }
+
+    #[pg_test]
+    fn character_lookup_tiers_and_limit() {
+        Spi::run(
+            "INSERT INTO notion_sync.notion_characters_sync (user_id, notion_database_id, notion_page_id, name)
+             SELECT 'alice', 'db', 'p' || n, n FROM unnest(ARRAY['Maria', 'Ariadne', 'Aria Stormwind', 'ARIA',
+                                                                  '100% Bot', 'Zed']) n
+             UNION ALL SELECT 'bob', 'db', 'b1', 'Aria'",
+        )
+        .unwrap();
+        // Exact, then prefix (by lowercased name), then substring; Zed matches nothing.
+        assert_eq!(
+            lookup("'aria'", "20"),
+            "ARIA 1, Aria Stormwind 0.9, Ariadne 0.9, Maria 0.8"
+        );
+        // A limit the earlier tiers fill ends the lookup there.
+        assert_eq!(lookup("'aria'", "2"), "ARIA 1, Aria Stormwind 0.9");
+        assert_eq!(lookup("'aria'", "1"), "ARIA 1");
+        assert_eq!(lookup("'aria'", "0"), "");
+        // LIKE wildcards in the name are plain characters.
+        assert_eq!(lookup("'%'", "20"), "100% Bot 0.8");
+        assert_eq!(lookup("'_ed'", "20"), "");
+        // A NULL name lists the user's characters by name; a NULL limit returns them all.
+        assert_eq!(lookup("NULL", "3"), "100% Bot 1, ARIA 1, Aria Stormwind 1");
+        assert_eq!(
+            count("SELECT count(*) FROM notion_sync.get_notion_character('alice', NULL, NULL)"),
+            6
+        );
+        // The two-argument call of the contract still works, with the default limit of 20.
+        assert_eq!(
+            count("SELECT count(*) FROM notion_sync.get_notion_character('alice', 'ari')"),
+            4
+        );
+    }
+
+    #[pg_test(error = "p_limit must be 0 or more, got -1")]
+    fn a_negative_lookup_limit_is_rejected() {
+        Spi::run("SELECT * FROM notion_sync.get_notion_character('alice', 'aria', -1)").unwrap();
+    }
+
     #[pg_test]
     fn search_ranks_titles_above_bodies_across_tables() {
         setup();

@@ -140,43 +140,118 @@ WORDS = ["storm", "harbor", "compass", "lantern", "whale", "forest", "ember", "g
          "market", "citadel", "orchard", "beacon", "canyon", "meadow"]
 
 
-def fill_read_path(conn, n=100_000):
+SYLLABLES = ["ka", "lo", "ri", "ve", "tan", "mor", "el", "su", "din", "ba", "ro", "ne", "fi", "gu", "hal",
+             "zen", "pe", "to", "mi", "sar"]
+
+
+def _words(k):
+    """SQL for k words of 'natural' text: 8,000 words with Zipf frequencies (P(rank r) ~ 1/r), the 50
+    commonest left out as English stop words are. `s` (the syllables) and `g` (the row) are in scope."""
+    return (f"(SELECT string_agg(s[1 + mod(r, 20)] || s[1 + mod(r / 20, 20)] || s[1 + r / 400], ' ') FROM "
+            f"(SELECT floor(50 * exp(random() * ln(160)))::int AS r FROM generate_series(1, {k} + 0 * g)) x)")
+
+
+def fill_read_path(conn, n=100_000, corpus="narrow"):
     """n characters and n generic pages for 'alice' (plus as many for 'bob'), written directly: the
-    read path's plans and timings at scale without syncing them first."""
-    words = "(ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "])"
-    for user in ("alice", "bob"):
-        conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
-            (user_id, notion_database_id, notion_page_id, name, description, body)
-            SELECT %s, 'db-c', 'c-' || g, initcap({words}[1 + mod(g, 16)]) || ' ' || substr(md5(g::text), 1, 8),
-                   'A character from the ' || {words}[1 + mod(g / 16, 16)], 'Lives near the ' || {words}[1 + mod(g / 256, 16)]
-              FROM generate_series(1, %s) g""", (user, n))
-        conn.execute(f"""INSERT INTO notion_sync.notion_pages_sync
-            (user_id, notion_database_id, notion_page_id, title, description, body)
-            SELECT %s, 'db-p', 'p-' || g, 'Page ' || g || ' ' || {words}[1 + mod(g, 16)],
-                   'About the ' || {words}[1 + mod(g / 16, 16)] || ' and the ' || {words}[1 + mod(g / 7, 16)],
-                   'Body ' || md5(g::text) || ' ' || {words}[1 + mod(g / 3, 16)]
-              FROM generate_series(1, %s) g""", (user, n))
-    conn.execute("ANALYZE notion_sync.notion_characters_sync")
-    conn.execute("ANALYZE notion_sync.notion_pages_sync")
+    read path's plans and timings at scale without syncing them first.
+
+    corpus "narrow": names and texts from a 16-word vocabulary, so every query matches 6-40% of the
+    rows: the worst case for ranking. "natural": titles of 4 words, descriptions of 15 and bodies of
+    60 from the Zipf vocabulary above, names of two words; a query word is then in about 1-3% of the
+    rows, as a middle-frequency English word is."""
+    if corpus == "natural":
+        conn.execute("SELECT setseed(0.42)")
+        syl = "(SELECT ARRAY[" + ",".join(f"'{s}'" for s in SYLLABLES) + "] AS s) syl"
+        # Names of consonants and vowels from md5 of the row: a first name of 6 letters and a
+        # surname of 7, nearly no full name twice, trigrams as varied as real names'.
+        letter = "translate(substr(md5(g::text), {i}, 1), '0123456789abcdef', '{to}')"
+        cv = ["bcdfghjklmnprstv", "aeiouaeiouaeioua"]
+        name = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(1, 7))
+        surname = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(8, 15))
+        for user in ("alice", "bob"):
+            conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
+                (user_id, notion_database_id, notion_page_id, name, description, body)
+                SELECT %s, 'db-c', 'c-' || g, initcap({name}) || ' ' || initcap({surname}), {_words(15)}, {_words(60)}
+                  FROM generate_series(1, %s) g, {syl}""", (user, n))
+            conn.execute(f"""INSERT INTO notion_sync.notion_pages_sync
+                (user_id, notion_database_id, notion_page_id, title, description, body)
+                SELECT %s, 'db-p', 'p-' || g, initcap({_words(4)}), {_words(15)}, {_words(60)}
+                  FROM generate_series(1, %s) g, {syl}""", (user, n))
+    else:
+        words = "(ARRAY[" + ",".join(f"'{w}'" for w in WORDS) + "])"
+        for user in ("alice", "bob"):
+            conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
+                (user_id, notion_database_id, notion_page_id, name, description, body)
+                SELECT %s, 'db-c', 'c-' || g, initcap({words}[1 + mod(g, 16)]) || ' ' || substr(md5(g::text), 1, 8),
+                       'A character from the ' || {words}[1 + mod(g / 16, 16)], 'Lives near the ' || {words}[1 + mod(g / 256, 16)]
+                  FROM generate_series(1, %s) g""", (user, n))
+            conn.execute(f"""INSERT INTO notion_sync.notion_pages_sync
+                (user_id, notion_database_id, notion_page_id, title, description, body)
+                SELECT %s, 'db-p', 'p-' || g, 'Page ' || g || ' ' || {words}[1 + mod(g, 16)],
+                       'About the ' || {words}[1 + mod(g / 16, 16)] || ' and the ' || {words}[1 + mod(g / 7, 16)],
+                       'Body ' || md5(g::text) || ' ' || {words}[1 + mod(g / 3, 16)]
+                  FROM generate_series(1, %s) g""", (user, n))
+    # As autovacuum leaves them: statistics, and the GIN indexes' pending lists merged.
+    conn.execute("VACUUM ANALYZE notion_sync.notion_characters_sync")
+    conn.execute("VACUUM ANALYZE notion_sync.notion_pages_sync")
 
 
-def read_path_timings(conn, queries=100):
-    """Search p50/p95 over `queries` web-search queries and character lookup p50 (ms)."""
+def _queries(conn, queries, corpus, rnd):
+    """(search query, lookup name, lookup kind) triples. Natural: words of a random page's title and a
+    random character's name, as a user searches for what is there."""
+    out = []
+    for i in range(queries):
+        if corpus == "natural":
+            k = rnd.randrange(1, 100_000)
+            title = conn.execute("SELECT title FROM notion_sync.notion_pages_sync WHERE user_id = 'alice' "
+                                 "AND notion_page_id = %s", (f"p-{k}",)).fetchone()[0].lower().split()
+            a, b = title[0], next((w for w in title[1:] if w != title[0]), title[-1])
+            name = conn.execute("SELECT name FROM notion_sync.notion_characters_sync WHERE user_id = 'alice' "
+                                "AND notion_page_id = %s", (f"c-{k}",)).fetchone()[0]
+            first, last = name.split()
+            j = rnd.randrange(1, len(last) - 1)
+            kind, name = [("exact", name.lower()), ("prefix", first[:4].lower()),
+                          ("substring", last[1:5].lower()),
+                          ("typo", f"{first} {last[:j]}{'x' if last[j] != 'x' else 'y'}{last[j + 1:]}")][i % 4]
+        else:
+            a, b = rnd.sample(WORDS, 2)
+            kind, name = [("prefix", f"{a} {i:x}"), ("prefix", a[:4]), ("typo", f"{a[:-1]}x")][i % 3]
+        out.append(([f"{a} {b}", f'"{a}" -{b}', f"{a} or {b}"][i % 3], name, kind))
+    return out
+
+
+def read_path_timings(conn, queries=100, corpus="narrow"):
+    """Search p50/p95 over `queries` web-search queries, character lookup p50/p95 (ms, default
+    p_limit of 20), the lookup's p50 per kind of name, and how many of alice's pages and characters a
+    search query matched (%)."""
     import random
     import statistics
     rnd = random.Random(7)
-    search, lookup = [], []
-    for i in range(queries):
-        a, b = rnd.sample(WORDS, 2)
-        q = [f"{a} {b}", f'"{a}" -{b}', f"{a} or {b}"][i % 3]
+    search, lookup, kinds, matched = [], [], {}, []
+    total = sum(conn.execute(f"SELECT count(*) FROM notion_sync.notion_{t}_sync WHERE user_id = 'alice'")
+                .fetchone()[0] for t in ("pages", "characters"))
+    for q, name, kind in _queries(conn, queries, corpus, rnd):
         t0 = time.perf_counter()
         conn.execute("SELECT * FROM notion_sync.search_notion_content('alice', %s, 20)", (q,)).fetchall()
         search.append((time.perf_counter() - t0) * 1000)
-        name = [f"{a} {i:x}", a[:4], f"{a[:-1]}x"][i % 3]
         t0 = time.perf_counter()
         conn.execute("SELECT * FROM notion_sync.get_notion_character('alice', %s)", (name,)).fetchall()
         lookup.append((time.perf_counter() - t0) * 1000)
+        kinds.setdefault(kind, []).append(lookup[-1])
+        if kind == "exact":
+            # The call an app makes for one character: p_limit 1 stops after the exact tier.
+            t0 = time.perf_counter()
+            conn.execute("SELECT * FROM notion_sync.get_notion_character('alice', %s, 1)", (name,)).fetchall()
+            kinds.setdefault("exact, p_limit 1", []).append((time.perf_counter() - t0) * 1000)
+        matched.append(sum(conn.execute(
+            f"SELECT count(*) FROM notion_sync.notion_{t}_sync WHERE user_id = 'alice' AND search_vector @@ "
+            "websearch_to_tsquery('english', %s)", (q,)).fetchone()[0] for t in ("pages", "characters")))
     search.sort()
+    lookup.sort()
     return {"search_p50_ms": round(statistics.median(search), 1),
             "search_p95_ms": round(search[int(len(search) * 0.95) - 1], 1),
-            "lookup_p50_ms": round(statistics.median(lookup), 1)}
+            "lookup_p50_ms": round(statistics.median(lookup), 1),
+            "lookup_p95_ms": round(lookup[int(len(lookup) * 0.95) - 1], 1),
+            "lookup_p50_by_kind_ms": {k: round(statistics.median(v), 1) for k, v in kinds.items()},
+            "search_matched_pct": round(100 * statistics.mean(matched) / total, 1),
+            "search_matched_median_pct": round(100 * statistics.median(matched) / total, 2)}
