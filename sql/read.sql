@@ -19,7 +19,7 @@ AS $$
 DECLARE
   q text := lower(p_character_name);
   -- LIKE wildcards in the name are matched literally.
-  esc text := replace(replace(replace(lower(p_character_name), '\', '\\'), '%', '\%'), '_', '\_');
+  esc text := replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_');
   name_c constant text := 'lower(c.name) COLLATE pg_catalog."C"';
   tier record;
   got bigint;

@@ -455,8 +455,8 @@ mod tests {
     /// Names written directly: the tiers, their order, p_limit and literal wildcards.
     fn lookup(name: &str, limit: &str) -> String {
         Spi::get_one::<String>(&format!(
-            "SELECT string_agg(name || ' ' || match_score, ', ') \
-               FROM notion_sync.get_notion_character('alice', {name}, {limit})"
+            "SELECT string_agg(name || ' ' || match_score, ', ' ORDER BY n) \
+               FROM notion_sync.get_notion_character('alice', {name}, {limit}) WITH ORDINALITY r(id, name, d, p, u, match_score, n)"
         ))
         .unwrap()
         .unwrap_or_default()
