@@ -260,3 +260,13 @@ GRANT SELECT ON notion_sync.databases, notion_sync.sync_runs, notion_sync.sync_e
 GRANT SELECT (id, user_id, type, entity_id, entity_type, parent_id, event_time, status, attempts, next_attempt_at,
               duplicates, received_at, processed_at, result, last_error)
   ON notion_sync.webhook_events TO notion_sync_admin;
+
+-- A working URL of a file Notion hosts (0.2.0): the stored one while its expiry_time is more than
+-- a minute away, else the page is read again (one request) and the fresh value stored. Callers
+-- read their own user's files only (src/files.rs checks the calling role).
+CREATE FUNCTION notion_sync.file_url(p_user_id text, p_page_id text, p_property text, p_index int DEFAULT 0)
+RETURNS text LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT notion_sync._file_url(p_user_id, p_page_id, p_property, p_index) $$;
+REVOKE ALL ON FUNCTION notion_sync._file_url(text, text, text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.file_url(text, text, text, int) TO PUBLIC;

@@ -79,7 +79,7 @@ BEGIN
     FROM (VALUES
       ('notion_characters_sync', NULL, 'name', 't.description', 't.body'),
       ('notion_worlds_sync', NULL, 'name', 't.description', 't.body'),
-      ('notion_stories_sync', NULL, 'title', 't.content', 't.body'),
+      ('notion_stories_sync', NULL, 'title', $d$concat_ws(E'\n', t.description, t.content)$d$, 't.body'),
       ('notion_chat_sessions_sync', NULL, 'title', 't.transcript', 't.body'),
       ('notion_pages_sync', NULL, 'title', 't.description', 't.body'),
       -- Tables of the user's own registered as searchable (their vector is NULL otherwise).

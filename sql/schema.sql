@@ -84,8 +84,12 @@ CREATE TABLE notion_sync.databases (
   searchable        boolean NOT NULL DEFAULT false,
   created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
   updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  -- Data source ids of the database (0.2.0), from each run's database retrieve: webhooks whose
+  -- page parent or entity names only a data source are routed through it.
+  data_sources      text[],
   PRIMARY KEY (user_id, database_id)
 );
+CREATE INDEX databases_data_sources_idx ON notion_sync.databases USING gin (data_sources);
 REVOKE ALL ON notion_sync.databases FROM PUBLIC;
 
 CREATE TABLE notion_sync.sync_runs (
@@ -200,8 +204,12 @@ CREATE TABLE notion_sync.notion_stories_sync (
   last_synced_at          timestamptz,
   created_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
   updated_at              timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  -- The seed's column (0.2.0): the Description property, as in the other tables. Placed where
+  -- ALTER TABLE ADD COLUMN puts it, so a fresh install and an upgraded one have the same shape.
+  description             text,
   search_vector tsvector GENERATED ALWAYS AS (
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(title, '')), 'A') ||
+    pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(description, '')), 'B') ||
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(content, '')), 'B') ||
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(body, '')), 'C')) STORED,
   UNIQUE (user_id, notion_page_id)
@@ -331,3 +339,19 @@ CREATE TYPE notion_sync.sync_result AS (
   errors        jsonb,
   duration_ms   bigint
 );
+
+-- pg_dump keeps what users store here (0.2.0): extension member tables are otherwise left out of a
+-- dump, and a restore gave an empty extension. A dump therefore holds the Notion tokens and webhook
+-- secrets: treat it as a secret.
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['tokens', 'webhook_secrets', 'webhook_events', 'role_users', 'databases',
+                           'sync_runs', 'sync_errors', 'mapped_pages', 'notion_characters_sync',
+                           'notion_worlds_sync', 'notion_stories_sync', 'notion_chat_sessions_sync',
+                           'notion_pages_sync', 'sync_runs_run_id_seq', 'sync_errors_id_seq'] LOOP
+    PERFORM pg_catalog.pg_extension_config_dump(pg_catalog.format('notion_sync.%I', t)::regclass, '');
+  END LOOP;
+END
+$$;

@@ -17,6 +17,9 @@ pub enum SyncError {
     BadToken(String),
     #[error("Notion database {0} was not found or is not shared with the integration: open it in Notion, choose ... > Connections and add the integration")]
     NotShared(String),
+    /// A webhook's page refetch answered 403: the page is not shared with the integration.
+    #[error("Notion page {0} is not shared with the integration (403): share its database with the integration")]
+    NotSharedPage(String),
     #[error("{0}")]
     Api(ApiError),
     /// A webhook delivery that is not from Notion (signature missing, malformed or wrong).
@@ -26,6 +29,16 @@ pub enum SyncError {
     BadRequest(String),
     #[error("{0}")]
     Storage(String),
+    /// Notion failed for several pages in a row (timeouts, refused connections, 5xx after the
+    /// retries): the run stops instead of going on page by page.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The calling role may not do this (another user's data).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The installed schema is older than the library (a package upgrade without ALTER EXTENSION).
+    #[error("the notion_sync schema in this database is at version {0} but the installed library is {lib}: run ALTER EXTENSION notion_sync UPDATE", lib = crate::storage::LIBRARY_VERSION)]
+    Version(String),
     /// A mapped table or column map that cannot be written (storage/mapped.rs), with its SQLSTATE.
     #[error("{1}")]
     Target(PgSqlErrorCode, String),
@@ -39,12 +52,17 @@ impl SyncError {
                 PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
             }
             SyncError::BadRequest(_) => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-            SyncError::NotShared(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            SyncError::NotShared(_) | SyncError::NotSharedPage(_) => {
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT
+            }
             SyncError::Api(ApiError::Config(_)) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             SyncError::Api(ApiError::Transport(_)) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
             SyncError::Api(_) => PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
             SyncError::Storage(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             SyncError::Target(code, _) => *code,
+            SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            SyncError::Forbidden(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            SyncError::Version(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
 

@@ -15,6 +15,7 @@ pub static REQUESTS_PER_SECOND: GucSetting<f64> = GucSetting::<f64>::new(3.0);
 pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static CONTENT_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(3);
+pub static MAX_DELETE_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 pub static RUN_RETENTION: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"30 days"));
 
@@ -82,6 +83,17 @@ pub fn init() {
         0,
         100,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"notion_sync.max_delete_fraction",
+        c"Largest share of a database's live rows one full scan may mark deleted.",
+        c"A scan that would mark more (and at least 10 rows, or every row) marks nothing and ends partial; \
+          SET notion_sync.max_delete_fraction = 1 for one run confirms a real mass deletion.",
+        &MAX_DELETE_FRACTION,
+        0.0,
+        1.0,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

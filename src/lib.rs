@@ -2,13 +2,14 @@
 //!
 //! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI;
 //! `storage::mapped` for tables of the user's own), `mapping` (column maps and type conversion, pure),
-//! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `shmem` (what
+//! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `files` (hosted file URLs), `shmem` (what
 //! backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
 use pgrx::prelude::*;
 
 mod api;
 mod error;
+mod files;
 mod gucs;
 pub mod mapping;
 pub mod notion;
@@ -33,7 +34,8 @@ extension_sql_file!(
         _next_run,
         _handle_webhook,
         _webhook_rejected,
-        _check_target
+        _check_target,
+        _file_url
     ],
     finalize
 );

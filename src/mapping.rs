@@ -5,7 +5,7 @@
 //! special: `@id @title @slug @content @url @created_time @last_edited_time @in_trash
 //! @properties @user_id`.
 
-use crate::notion::model::Page;
+use crate::notion::model::{self, Page};
 use chrono::{NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
@@ -301,30 +301,86 @@ fn date_start(v: &Value) -> Option<(String, Option<String>)> {
     }
 }
 
+/// A date or a wall time without zone (`2024-03-15`, `2024-03-15T09:30:00`), checked to be one
+/// Postgres takes (see `model::check_wall_time`); None when `start` has neither form.
+fn wall_time(start: &str) -> Option<Result<NaiveDateTime, String>> {
+    let parsed = match NaiveDate::parse_from_str(start, "%Y-%m-%d") {
+        Ok(d) => d.and_hms_opt(0, 0, 0).unwrap_or_default(),
+        Err(_) => NaiveDateTime::parse_from_str(start, "%Y-%m-%dT%H:%M:%S%.f").ok()?,
+    };
+    Some(model::check_wall_time(&parsed).map(|_| parsed))
+}
+
 /// A timestamp for a timestamptz column: offsets kept, a wall time read in its own time zone or
-/// the registration's, a date alone at midnight there.
+/// the registration's, a date alone at midnight there. Anything Postgres would reject (month 13,
+/// year 0, a leap second, an offset of 16 h) is an error here, for this page only.
 fn instant(start: &str, tz_name: Option<&str>, default_tz: Tz) -> Result<String, String> {
-    if chrono::DateTime::parse_from_rfc3339(start).is_ok() {
+    let zoned = model::check_timestamp(start);
+    if zoned.is_ok() {
         return Ok(start.to_string());
     }
     let tz = tz_name
         .and_then(|t| t.parse::<Tz>().ok())
         .unwrap_or(default_tz);
-    let naive = if let Ok(d) = NaiveDate::parse_from_str(start, "%Y-%m-%d") {
-        d.and_hms_opt(0, 0, 0).unwrap_or_default()
-    } else {
-        NaiveDateTime::parse_from_str(start, "%Y-%m-%dT%H:%M:%S%.f")
-            .map_err(|_| format!("{start:?} is not a date"))?
+    let naive = match wall_time(start) {
+        Some(w) => w.map_err(|e| format!("{start:?}: {e}"))?,
+        None => {
+            return Err(zoned
+                .err()
+                .unwrap_or_else(|| format!("{start:?} is not a date")))
+        }
     };
-    tz.from_local_datetime(&naive)
+    let t = tz
+        .from_local_datetime(&naive)
         .earliest()
-        .map(|t| t.to_rfc3339())
-        .ok_or_else(|| format!("{start:?} does not exist in {tz}"))
+        .ok_or_else(|| format!("{start:?} does not exist in {tz}"))?;
+    let t = t.to_rfc3339();
+    model::check_timestamp(&t).map_err(|e| format!("{start:?} in {tz}: {e}"))?;
+    Ok(t)
+}
+
+/// The calendar day of a date value for a date column: a date as written, the date part of a
+/// timestamp as written (in its own zone), after checking the whole value is a valid one.
+fn day(start: &str) -> Result<String, String> {
+    let d = match model::check_timestamp(start) {
+        Ok(t) => t.date_naive(),
+        Err(zoned) => match wall_time(start) {
+            Some(w) => w.map_err(|e| format!("{start:?}: {e}"))?.date(),
+            None => return Err(zoned),
+        },
+    };
+    Ok(d.format("%Y-%m-%d").to_string())
+}
+
+/// The number of a `unique_id` (`"PREFIX-N"` or `"N"`): the digits after the last `-`.
+fn unique_number(v: &Value) -> Option<Value> {
+    let s = v.as_str()?;
+    let digits = s.rsplit('-').next()?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse::<u64>().ok().map(Value::from))
+        .flatten()
 }
 
 /// Converts one value (a normalised property `kind` + plain `value`) for a column. `Err` says why
-/// this page cannot go into this column; the page is then recorded and skipped.
+/// this page cannot go into this column; the page is then recorded and skipped. A `unique_id`
+/// (stored as the string `"PREFIX-N"` or `"N"`) goes into a number column as N, into text as the
+/// string. Dates and timestamps are checked to be ones Postgres takes before they reach SQL.
 pub fn convert(kind: &str, value: &Value, col: &Column, tz: Tz) -> Result<Value, String> {
+    let id_number;
+    let value = match (kind, &col.kind) {
+        ("unique_id", Kind::Int(..) | Kind::Number) if value.is_string() => {
+            id_number = unique_number(value).ok_or_else(|| {
+                format!(
+                    "unique_id {} has no number for column {} {}",
+                    describe(value),
+                    col.name,
+                    col.sql_type
+                )
+            })?;
+            &id_number
+        }
+        _ => value,
+    };
     // Files go into text as their URLs (their names are often just "file.pdf").
     let files;
     let value = if kind == "files" {
@@ -393,10 +449,7 @@ pub fn convert(kind: &str, value: &Value, col: &Column, tz: Tz) -> Result<Value,
         },
         Kind::Date => {
             let (start, _) = date_start(value).ok_or_else(|| format!("not a date: {}", what()))?;
-            let day = start.get(..10).unwrap_or("");
-            NaiveDate::parse_from_str(day, "%Y-%m-%d")
-                .map_err(|_| format!("not a date: {}", what()))?;
-            json!(day)
+            json!(day(&start).map_err(|e| format!("not a date ({e}): {}", what()))?)
         }
         Kind::Timestamp(with_tz) => {
             let (start, zone) =
@@ -625,6 +678,25 @@ mod tests {
         assert_eq!(conv("number", json!(80), int.clone()).unwrap(), json!(80));
         assert!(conv("number", json!(149.5), int.clone()).is_err());
         assert!(conv("number", json!(1e12), int.clone()).is_err());
+        // unique_id is stored as "PREFIX-N" or "N": numbers take N, text the string.
+        assert_eq!(
+            conv("unique_id", json!("CH-7"), int.clone()).unwrap(),
+            json!(7)
+        );
+        assert_eq!(
+            conv("unique_id", json!("7"), Kind::Int(i64::MIN, i64::MAX)).unwrap(),
+            json!(7)
+        );
+        assert_eq!(
+            conv("unique_id", json!("A-B-12"), Kind::Number).unwrap(),
+            json!(12)
+        );
+        assert_eq!(
+            conv("unique_id", json!("7"), Kind::Text(None)).unwrap(),
+            json!("7")
+        );
+        assert!(conv("unique_id", json!("CH-"), int.clone()).is_err());
+        assert!(conv("unique_id", json!("CH-99999999999"), int.clone()).is_err());
         assert_eq!(conv("unique_id", json!(7), int).unwrap(), json!(7));
         assert_eq!(
             conv("number", json!(149.5), Kind::Number).unwrap(),
@@ -682,6 +754,73 @@ mod tests {
             json!("2024-03-15T10:00:00")
         );
         assert!(conv("rich_text", json!("soon"), Kind::Date).is_err());
+    }
+
+    #[test]
+    fn dates_postgres_would_reject_are_page_errors() {
+        let date = |start: &str| json!({"start": start, "end": null, "time_zone": null});
+        for bad in [
+            "2026-13-45T99:99:00.000Z",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-01-45",
+            "0000-01-01",
+            "0000-06-01T00:00:00.000Z",
+            "300000-01-01",
+            "2016-12-31T23:59:60.000Z",
+            "2016-12-31T23:59:60",
+            "2026-01-01T99:00:00",
+            "2026-01-01T00:00:00.000+16:00",
+            "2026-03-15Tnoon",
+            "",
+        ] {
+            for k in [Kind::Date, Kind::Timestamp(true), Kind::Timestamp(false)] {
+                for kind in ["date", "formula", "rollup"] {
+                    let r = conv(kind, date(bad), k.clone());
+                    // "" is an empty value (NULL), not an error.
+                    assert!(
+                        r.is_err() || (bad.is_empty() && r == Ok(Value::Null)),
+                        "{bad} {k:?}: {r:?}"
+                    );
+                }
+                assert!(conv("created_time", json!(bad), k.clone()).is_err() || bad.is_empty());
+            }
+        }
+        assert_eq!(
+            conv("date", date("2024-03-15T23:30:00.000-05:00"), Kind::Date).unwrap(),
+            json!("2024-03-15")
+        );
+        assert_eq!(
+            conv("date", date("0001-01-01"), Kind::Date).unwrap(),
+            json!("0001-01-01")
+        );
+        assert_eq!(
+            conv("date", date("9999-12-31T23:59:59Z"), Kind::Timestamp(true)).unwrap(),
+            json!("9999-12-31T23:59:59Z")
+        );
+        // A wall time read in its zone at the ends of the years 0001..9999.
+        assert_eq!(
+            conv(
+                "date",
+                json!({"start": "9999-12-31T23:00:00", "time_zone": "Pacific/Kiritimati"}),
+                Kind::Timestamp(true)
+            )
+            .unwrap(),
+            json!("9999-12-31T23:00:00+14:00")
+        );
+        let early = conv(
+            "date",
+            json!({"start": "0001-01-01T00:00:00", "time_zone": "Pacific/Kiritimati"}),
+            Kind::Timestamp(true),
+        )
+        .unwrap();
+        assert!(
+            early
+                .as_str()
+                .unwrap()
+                .starts_with("0001-01-01T00:00:00-10:"),
+            "{early}"
+        );
     }
 
     #[test]

@@ -69,10 +69,22 @@ fn shared() -> bool {
 /// The worker announces its latch when it starts.
 pub fn register_worker() {
     if shared() {
-        WORKER_PROC
-            .get()
-            .store(unsafe { (*pg_sys::MyProc).pgprocno }, Ordering::SeqCst);
+        WORKER_PROC.get().store(my_proc_number(), Ordering::SeqCst);
     }
+}
+
+/// This process's index in `ProcGlobal->allProcs`: `MyProc->pgprocno` up to 16, `MyProcNumber`
+/// since 17 (which removed `pgprocno`; `GetPGProcByNumber(n)` is still `&allProcs[n]`).
+#[cfg(any(feature = "pg17", feature = "pg18"))]
+fn my_proc_number() -> i32 {
+    // SAFETY: set by InitProcess before any extension code runs in this process.
+    unsafe { pg_sys::MyProcNumber }
+}
+
+#[cfg(not(any(feature = "pg17", feature = "pg18")))]
+fn my_proc_number() -> i32 {
+    // SAFETY: MyProc is this process's PGPROC, valid once the process is initialised.
+    unsafe { (*pg_sys::MyProc).pgprocno }
 }
 
 /// Sets the worker's latch (it then looks at the webhook queue at once).

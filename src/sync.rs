@@ -12,6 +12,30 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+/// Transport failures (timeouts, refused connections, 5xx after the retries) on this many pages in
+/// a row end the run: Notion is down or hangs, and going on page by page would take hours.
+const DEAD_AFTER: u32 = 3;
+
+/// The mass-deletion guard applies from this many rows (or when a scan saw no page at all).
+const GUARD_MIN_ROWS: i64 = 10;
+
+/// Whether an API error says Notion is not answering, rather than something about one page.
+fn unreachable(e: &ApiError) -> bool {
+    match e {
+        ApiError::Transport(_) => true,
+        ApiError::Http { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
+    }
+}
+
+/// The source (data source, or database under 2022-06-28) a page object names as its parent.
+fn parent_source(page: &Value) -> Option<String> {
+    page.pointer("/parent/data_source_id")
+        .or_else(|| page.pointer("/parent/database_id"))
+        .and_then(|v| v.as_str())
+        .map(String::from)
+}
+
 /// Overlap re-read before the watermark: Notion rounds `last_edited_time` down to the minute, and
 /// its query index can lag a little behind an edit.
 const OVERLAP_MINUTES: i64 = 2;
@@ -96,7 +120,7 @@ impl Outcome {
     }
 }
 
-fn client_config(token: String) -> Config {
+pub(crate) fn client_config(token: String) -> Config {
     Config {
         api_url: gucs::string(&gucs::API_URL, "https://api.notion.com/v1"),
         version: gucs::string(&gucs::NOTION_VERSION, "2025-09-03"),
@@ -195,6 +219,11 @@ struct Run<'i> {
     started_ms: i64,
     /// Webhook refetch of properties only: keep the stored body instead of reading blocks.
     keep_body: bool,
+    /// Per data source: formula properties whose value changes without an edit (`now()`), left
+    /// out of the hash. Read from the schema once per run, only for sources with formulas.
+    volatile: HashMap<String, Vec<String>>,
+    /// Pages in a row whose reads failed because Notion did not answer (see `DEAD_AFTER`).
+    dead_in_a_row: u32,
     /// Nothing of this database was stored when the run started (a first sync): no page can be
     /// unchanged, so stored hashes are not looked up. Planner statistics of a table that was empty
     /// make that lookup a scan per id, which cost a first sync of 10,000 pages 4x its time.
@@ -233,6 +262,8 @@ impl<'i> Run<'i> {
             min_failed_edited: None,
             started_ms: chrono::Utc::now().timestamp_millis(),
             keep_body: false,
+            volatile: HashMap::new(),
+            dead_in_a_row: 0,
             fresh: false,
         }
     }
@@ -243,6 +274,65 @@ impl<'i> Run<'i> {
             Some(_) => "mapped_pages",
             None => self.spec.table,
         }
+    }
+
+    /// A page whose API read failed: a page error, unless Notion stopped answering for
+    /// `DEAD_AFTER` pages in a row, which ends the run (a page-specific 404 or bad body never does).
+    fn read_failed(
+        &mut self,
+        id: &str,
+        edited: Option<i64>,
+        what: &str,
+        e: ApiError,
+    ) -> Result<(), SyncError> {
+        if unreachable(&e) {
+            self.dead_in_a_row += 1;
+            if self.dead_in_a_row >= DEAD_AFTER {
+                let timeout = gucs::HTTP_TIMEOUT_MS.get().max(100);
+                let why = match &e {
+                    ApiError::Transport(m) if m.contains("timed out") || m.contains("imeout") => {
+                        format!("Notion did not answer within http_timeout_ms = {timeout} ms")
+                    }
+                    _ => "Notion did not answer".to_string(),
+                };
+                return Err(SyncError::Unreachable(format!(
+                    "{why} for {n} pages in a row (after {r} retries each); the run stopped. Last error, {what} of page {id}: {e}",
+                    n = self.dead_in_a_row,
+                    r = gucs::MAX_RETRIES.get().max(0),
+                )));
+            }
+        } else {
+            self.dead_in_a_row = 0;
+        }
+        self.fail_page(Some(id.to_string()), edited, format!("{what}: {e}"));
+        Ok(())
+    }
+
+    /// Reads, once per run, which formulas of a data source use `now()` (their values change on
+    /// every read without an edit). A schema that cannot be read leaves every formula in the hash.
+    fn load_volatile(&mut self, source: &str) {
+        if self.volatile.contains_key(source) {
+            return;
+        }
+        let path = if self.client.version() < "2025-09-03" {
+            format!("/databases/{source}")
+        } else {
+            format!("/data_sources/{source}")
+        };
+        let names = match self.client.get(&path) {
+            Ok(v) => v
+                .get("properties")
+                .and_then(|p| p.as_object())
+                .map(model::volatile_properties)
+                .unwrap_or_default(),
+            Err(e) => {
+                pgrx::log!(
+                    "notion_sync: schema of {source} not read, formulas stay in the hash: {e}"
+                );
+                vec![]
+            }
+        };
+        self.volatile.insert(source.to_string(), names);
     }
 
     fn fail_page(&mut self, id: Option<String>, edited: Option<i64>, msg: String) {
@@ -290,14 +380,20 @@ impl<'i> Run<'i> {
                 .and_then(|t| t.as_str())
                 .and_then(ms);
             match model::parse_page(r) {
-                Ok(p) => pages.push(p),
+                Ok(p) => {
+                    let source = parent_source(r).unwrap_or_default();
+                    if p.properties.values().any(|v| v["type"] == "formula") {
+                        self.load_volatile(&source);
+                    }
+                    pages.push((p, source));
+                }
                 Err(e) => self.fail_page(id, edited, e),
             }
         }
         if pages.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = pages.iter().map(|p| p.id.clone()).collect();
+        let ids: Vec<String> = pages.iter().map(|(p, _)| p.id.clone()).collect();
         let table = self.spec.table;
         let stored = match (self.fresh, &self.mapping) {
             (true, _) => storage::Stored::new(),
@@ -311,11 +407,13 @@ impl<'i> Run<'i> {
         let mut rows = vec![];
         let mut mapped_rows = vec![];
         let mut edited_of = HashMap::new();
-        for mut page in pages {
+        for (mut page, source) in pages {
             let edited = page.last_edited_time.as_deref().and_then(ms);
+            let volatile = self.volatile.get(&source).map_or(&[][..], |v| v.as_slice());
+            let page_hash = model::page_hash_with(&page, volatile);
             let hash = match &self.mapping {
-                Some(m) => mapping::row_hash(&model::page_hash(&page), m),
-                None => model::page_hash(&page),
+                Some(m) => mapping::row_hash(&page_hash, m),
+                None => page_hash,
             };
             if let Some(known) = stored.get(&page.id) {
                 // Same hash, and synced after the edit minute closed: nothing can have changed.
@@ -333,18 +431,17 @@ impl<'i> Run<'i> {
                 }
             }
             if let Err(e) = self.complete(&mut page) {
-                self.fail_page(Some(page.id.clone()), edited, e.to_string());
+                self.read_failed(&page.id, edited, "completing its properties", e)?;
                 continue;
             }
             let body = if self.depth > 0 {
                 match self.client.page_text(&page.id, self.depth) {
-                    Ok(t) => Some(t),
+                    Ok(t) => {
+                        self.dead_in_a_row = 0;
+                        Some(t)
+                    }
                     Err(e) => {
-                        self.fail_page(
-                            Some(page.id.clone()),
-                            edited,
-                            format!("reading the page body: {e}"),
-                        );
+                        self.read_failed(&page.id, edited, "reading the page body", e)?;
                         continue;
                     }
                 }
@@ -371,8 +468,14 @@ impl<'i> Run<'i> {
             }
             let text = model::text_property(&page, self.spec.text_props)
                 .or_else(|| body.clone().filter(|b| !b.trim().is_empty()));
+            let desc = self
+                .spec
+                .desc
+                .and_then(|(_, props)| model::text_property(&page, props));
+            // An int column: a count Postgres would refuse is left out rather than failing the batch.
             let message_count =
                 model::number_property(&page, &["Message Count", "Messages Count", "Messages"])
+                    .filter(|n| n.is_finite() && n.abs() <= i32::MAX as f64)
                     .map(|n| n as i64)
                     .or_else(|| {
                         text.as_ref()
@@ -383,6 +486,7 @@ impl<'i> Run<'i> {
             row.insert("id".into(), Value::String(page.id));
             row.insert("name".into(), Value::String(page.title));
             row.insert("text".into(), text.map_or(Value::Null, Value::String));
+            row.insert("descr".into(), desc.map_or(Value::Null, Value::String));
             row.insert(
                 "message_count".into(),
                 message_count.map_or(Value::Null, Value::from),
@@ -409,6 +513,7 @@ impl<'i> Run<'i> {
                     .filter(|i| m.columns[*i].source == Source::Special(Special::Content)),
             );
         }
+        let offered = (rows.len() + mapped_rows.len()) as i64;
         let (c, u, failed) = self.txn.run(|| {
             let (c, u, failed) = match &self.mapping {
                 Some(m) => storage::mapped::upsert(m, &skip, &self.user, &self.db, mapped_rows)?,
@@ -434,6 +539,8 @@ impl<'i> Run<'i> {
             }
             Ok::<_, SyncError>((c, u, failed))
         })?;
+        // Rows offered but neither created, updated nor failed were equal to what is stored.
+        self.skipped += offered - c - u - failed.len() as i64;
         for (id, e) in failed {
             let edited = edited_of.get(&id).copied().flatten();
             self.fail_page(Some(id), edited, e);
@@ -500,8 +607,9 @@ impl<'i> Run<'i> {
     /// Reads the full value of properties Notion truncated at 25 items.
     fn complete(&mut self, page: &mut model::Page) -> Result<(), ApiError> {
         for (name, pid, kind) in page.truncated.clone() {
-            let items = self.client.property_items(&page.id, &pid)?;
-            model::complete_property(page, &name, &kind, &items).map_err(ApiError::Decode)?;
+            let (items, item) = self.client.property_items(&page.id, &pid)?;
+            model::complete_property_with(page, &name, &kind, &items, item.as_ref())
+                .map_err(ApiError::Decode)?;
         }
         Ok(())
     }
@@ -570,6 +678,7 @@ pub fn start<'i>(
     }
     let lock = storage::lock_key(user, &db);
     let (token, reg, db_name, target, run_id, locked) = txn.run(|| {
+        storage::check_version()?;
         let token =
             storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
         let reg = storage::registration(user, &db)?;
@@ -623,7 +732,10 @@ pub fn start<'i>(
     } else {
         target
     };
-    txn.run(|| storage::ensure_registered(user, &db, &db_name, &target))?;
+    txn.run(|| {
+        storage::ensure_registered(user, &db, &db_name, &target)?;
+        storage::set_data_sources(user, &db, &sources)
+    })?;
     // A table of the user's own is checked again at every run: it may have changed since.
     let mapping = if reg.as_ref().is_some_and(|r| r.mapped) {
         match txn.run(|| storage::mapped::load(user, &db)) {
@@ -652,6 +764,15 @@ pub fn start<'i>(
         "created_time"
     };
     let mut run = Run::new(client, txn, &target, user, &db, db_name, mapping, depth);
+    // No data source (a missing key, an unshared source, a shape to come) is not an empty
+    // database: the scan is incomplete and nothing may be marked deleted.
+    let complete = !sources.is_empty();
+    if !complete {
+        run.errors.push((
+            None,
+            format!("Notion listed no data source for database {db}: nothing was read and nothing is marked deleted"),
+        ));
+    }
     let stored = run.stored_table();
     run.fresh = txn.run(|| storage::has_rows(stored, user, &db).map(|h| !h))?;
     Ok(Started::Running(Box::new(Job {
@@ -664,7 +785,7 @@ pub fn start<'i>(
             window_from: None,
             cursor: None,
             window_max: None,
-            complete: true,
+            complete,
         },
         run_id,
         mode,
@@ -793,19 +914,27 @@ impl Job<'_> {
             }
             // Deletions only from a complete, error-free full scan of every source. A run that
             // started with nothing stored wrote every row it has: nothing can be missing.
+            let mut full_done = mode == Mode::Full && complete;
             if complete && mode == Mode::Full && hours_back.is_none() && !run.fresh {
-                let seen = run.seen.drain().collect();
-                deleted = match &run.mapping {
-                    Some(m) => storage::mapped::mark_deleted(m, &run.user, &run.db, seen)?,
-                    None => storage::mark_deleted(run.spec.table, &run.user, &run.db, seen)?,
-                };
+                let seen: Vec<String> = run.seen.drain().collect();
+                let (live, gone) =
+                    storage::deletion_counts(run.stored_table(), &run.user, &run.db, &seen)?;
+                if let Some(why) = mass_deletion(live, gone, seen.len()) {
+                    run.errors.push((None, why));
+                    full_done = false;
+                } else if gone > 0 {
+                    deleted = match &run.mapping {
+                        Some(m) => storage::mapped::mark_deleted(m, &run.user, &run.db, seen)?,
+                        None => storage::mark_deleted(run.spec.table, &run.user, &run.db, seen)?,
+                    };
+                }
             }
             if fatal.is_none() {
                 storage::set_watermark(
                     &run.user,
                     &run.db,
                     run.watermark().map(iso).as_deref(),
-                    mode == Mode::Full && complete,
+                    full_done,
                 )?;
             }
             Ok::<_, SyncError>(deleted)
@@ -836,6 +965,90 @@ impl Job<'_> {
     }
 }
 
+/// The mass-deletion guard: Some(reason) when a complete scan would mark more than
+/// `notion_sync.max_delete_fraction` of the live rows deleted (from `GUARD_MIN_ROWS` rows on), or
+/// every row while it saw no page at all. Nothing is marked then; SET the fraction to 1 for one
+/// run to confirm a real mass deletion.
+fn mass_deletion(live: i64, gone: i64, seen: usize) -> Option<String> {
+    let max = gucs::MAX_DELETE_FRACTION.get();
+    let too_many = (seen == 0 || gone >= GUARD_MIN_ROWS) && gone as f64 > max * live as f64;
+    (gone > 0 && max < 1.0 && too_many).then(|| {
+        format!(
+            "the full scan would mark {gone} of {live} live rows deleted, more than notion_sync.max_delete_fraction = {max}: \
+             nothing was marked deleted. If these pages really were deleted or unshared in Notion, confirm once with \
+             SET notion_sync.max_delete_fraction = 1 and a full sync"
+        )
+    })
+}
+
+/// The registered database of `user` that a webhook's id names: a database id, one of its data
+/// source ids, or (one request, remembered) a data source whose parent Notion says is one.
+pub fn resolve_database(
+    user: &str,
+    id: &str,
+    txn: Txn,
+    client: &mut Client,
+) -> Result<Option<String>, SyncError> {
+    let Ok(id) = normalize_id(id) else {
+        return Ok(None);
+    };
+    if let Some(db) = txn.run(|| storage::database_for(user, &id))? {
+        return Ok(Some(db));
+    }
+    if client.version() < "2025-09-03" {
+        return Ok(None);
+    }
+    let source = match client.get(&format!("/data_sources/{id}")) {
+        Ok(v) => v,
+        Err(ApiError::Http {
+            status: 404 | 400 | 403,
+            ..
+        }) => return Ok(None),
+        Err(e) => return Err(SyncError::Api(e)),
+    };
+    let Some(db) = source
+        .pointer("/parent/database_id")
+        .and_then(|d| d.as_str())
+        .and_then(|d| normalize_id(d).ok())
+    else {
+        return Ok(None);
+    };
+    txn.run(|| {
+        if storage::registration(user, &db)?.is_none() {
+            return Ok(None);
+        }
+        storage::add_data_source(user, &db, &id)?;
+        Ok(Some(db))
+    })
+}
+
+/// The registered database a `data_source.*` / `database.*` event is about: its entity (a data
+/// source or a database), else its parent (a database; a page parent matches nothing).
+pub fn database_for_event(
+    user: &str,
+    ids: &[&str],
+    txn: Txn,
+    interrupt: &dyn Fn(),
+) -> Result<Option<String>, SyncError> {
+    for id in ids {
+        if let Ok(id) = normalize_id(id) {
+            if let Some(db) = txn.run(|| storage::database_for(user, &id))? {
+                return Ok(Some(db));
+            }
+        }
+    }
+    let Some(token) = txn.run(|| storage::token(user))? else {
+        return Ok(None);
+    };
+    let mut client = Client::new(client_config(token), interrupt).map_err(SyncError::Api)?;
+    for id in ids {
+        if let Some(db) = resolve_database(user, id, txn, &mut client)? {
+            return Ok(Some(db));
+        }
+    }
+    Ok(None)
+}
+
 /// A webhook's page refetch: reads the page as Notion has it now and upserts it into its
 /// database's table (blocks re-read only when `content`), or marks it in trash when Notion has
 /// it in trash or no longer shows it. An older event can never overwrite newer data: the page is
@@ -858,14 +1071,24 @@ pub fn apply_page(
             let n = txn.run(|| storage::trash_page(user, &page_id))?;
             return Ok(format!("gone from Notion: {n} row(s) marked in trash"));
         }
+        Err(ApiError::Http { status: 403, .. }) => {
+            return Err(SyncError::NotSharedPage(page_id.clone()))
+        }
         Err(e) => return Err(classify(e, user, &page_id)),
     };
-    let Some(db) = page
+    // Under 2025-09-03 a page's parent may name only its data source.
+    let parent = page
         .pointer("/parent/database_id")
+        .or_else(|| page.pointer("/parent/data_source_id"))
         .and_then(|d| d.as_str())
-        .and_then(|d| normalize_id(d).ok())
-    else {
+        .map(String::from);
+    let Some(parent) = parent else {
         return Ok("ignored: the page is not in a database".into());
+    };
+    let Some(db) = resolve_database(user, &parent, txn, &mut client)? else {
+        return Ok(format!(
+            "ignored: database {parent} is not registered for {user}"
+        ));
     };
     let Some(reg) = txn.run(|| storage::registration(user, &db))? else {
         return Ok(format!(

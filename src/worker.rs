@@ -74,6 +74,7 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
     let mut w = Worker {
         jobs: vec![],
         ready: false,
+        waiting_for: None,
         next_due_check: Instant::now(),
         next_maintenance: Instant::now(),
     };
@@ -101,6 +102,8 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
 struct Worker {
     jobs: Vec<Job<'static>>,
     ready: bool,
+    /// The installed version the worker waits to see updated (logged once).
+    waiting_for: Option<String>,
     next_due_check: Instant,
     next_maintenance: Instant,
 }
@@ -154,20 +157,34 @@ impl Worker {
         !self.jobs.is_empty()
     }
 
-    /// Waits (by returning false) until `CREATE EXTENSION notion_sync` has run in this database;
-    /// then closes runs a previous worker left `running` when it stopped.
+    /// Waits (by returning false) until `CREATE EXTENSION notion_sync` has run in this database at
+    /// this library's version (after a package upgrade, until `ALTER EXTENSION notion_sync UPDATE`:
+    /// the new engine would write columns the old schema lacks); then closes runs a previous worker
+    /// left `running` when it stopped.
     fn wait_for_extension(&mut self) -> bool {
-        let present = guarded(|| {
-            tx(|| {
-                Spi::get_one::<bool>(
-                    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'notion_sync')",
-                )
-            })
-        });
-        if !matches!(present, Ok(Ok(Some(true)))) {
-            self.next_due_check = Instant::now() + Duration::from_secs(5);
-            return false;
+        let installed = guarded(|| tx(crate::storage::installed_version));
+        self.next_due_check = Instant::now() + Duration::from_secs(5);
+        match installed {
+            Ok(Ok(Some(v))) if v == crate::storage::LIBRARY_VERSION => {}
+            Ok(Ok(Some(v))) => {
+                if self.waiting_for.as_deref() != Some(v.as_str()) {
+                    log!(
+                        "notion_sync worker: waiting: the extension is at version {v} but the library is {}; run ALTER EXTENSION notion_sync UPDATE",
+                        crate::storage::LIBRARY_VERSION
+                    );
+                    self.waiting_for = Some(v);
+                }
+                return false;
+            }
+            _ => return false,
         }
+        if self.waiting_for.take().is_some() {
+            log!(
+                "notion_sync worker: the extension is at {}, starting",
+                crate::storage::LIBRARY_VERSION
+            );
+        }
+        self.next_due_check = Instant::now();
         let closed = guarded(|| {
             tx(|| {
                 Spi::get_one::<i64>(
@@ -341,20 +358,12 @@ impl Worker {
             Action::PageDeleted => page(false),
             Action::Database => {
                 // A data source event names the data source; its parent is the database.
-                let candidates = [Some(entity.to_string()), parent.clone()];
-                let mut found = None;
-                for id in candidates.into_iter().flatten() {
-                    let Ok(id) = sync::normalize_id(&id) else {
-                        continue;
-                    };
-                    if tx(|| crate::storage::registration(user, &id))
-                        .map_err(|e| e.to_string())?
-                        .is_some()
-                    {
-                        found = Some(id);
-                        break;
-                    }
-                }
+                let ids: Vec<&str> = [Some(entity), parent.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let found = sync::database_for_event(user, &ids, Txn::PerBatch, &interrupt)
+                    .map_err(|e| e.to_string())?;
                 let Some(db) = found else {
                     return Ok(Some(format!(
                         "ignored: no registered database for {kind} on {entity}"

@@ -408,13 +408,19 @@ impl<'a> Client<'a> {
         self.prefetch("POST", &path, Some(body));
     }
 
-    /// Every item of a paginated property (relations/people/title/rich_text over 25).
+    /// Every item of a paginated property (relations, people at 25, incomplete rollups), and the
+    /// last response's `property_item` (where a rollup's value is: its `results` are empty).
     pub fn property_items(
         &mut self,
         page_id: &str,
         property_id: &str,
-    ) -> Result<Vec<Value>, ApiError> {
-        self.get_all(&format!("/pages/{page_id}/properties/{property_id}"))
+    ) -> Result<(Vec<Value>, Option<Value>), ApiError> {
+        let mut last = None;
+        let items = self.get_all_with(
+            &format!("/pages/{page_id}/properties/{property_id}"),
+            &mut last,
+        )?;
+        Ok((items, last))
     }
 
     /// All children of a block (one level), following cursors.
@@ -425,6 +431,15 @@ impl<'a> Client<'a> {
     /// The `results` of every page of a paginated GET endpoint. A response that is not a list (a
     /// single property item) is returned as the only item.
     fn get_all(&mut self, base: &str) -> Result<Vec<Value>, ApiError> {
+        self.get_all_with(base, &mut None)
+    }
+
+    /// `get_all`, keeping the `property_item` of the last list response in `item`.
+    fn get_all_with(
+        &mut self,
+        base: &str,
+        item: &mut Option<Value>,
+    ) -> Result<Vec<Value>, ApiError> {
         let mut out = vec![];
         let mut cursor: Option<String> = None;
         loop {
@@ -437,6 +452,7 @@ impl<'a> Client<'a> {
                 out.push(v);
                 return Ok(out);
             }
+            *item = v.get("property_item").cloned();
             out.extend(
                 v.get("results")
                     .and_then(|r| r.as_array())

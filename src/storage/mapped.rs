@@ -366,6 +366,33 @@ fn upsert_sql(m: &Mapping, columns: &[&Column]) -> String {
     )
 }
 
+/// The ids of `rows` whose row in the mapped table already holds exactly these values (compared
+/// as text, so every column type works, json included): they are not written again.
+fn unchanged_sql(m: &Mapping, columns: &[&Column]) -> String {
+    let decl: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{} {}", ident(&c.name), c.sql_type))
+        .collect();
+    let row = |alias: &str| -> String {
+        let cols: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{alias}.{}", ident(&c.name)))
+            .collect();
+        format!("ROW({})::text", cols.join(", "))
+    };
+    let id = ident(&m.columns[m.id_col].name);
+    format!(
+        "SELECT coalesce(pg_catalog.array_agg(r.{id}::text), '{{}}')
+           FROM pg_catalog.jsonb_to_recordset($1) AS r({decl})
+           JOIN {table} t ON t.{id} OPERATOR(pg_catalog.=) r.{id}
+          WHERE {old} OPERATOR(pg_catalog.=) {new}",
+        decl = decl.join(", "),
+        table = m.table,
+        old = row("t"),
+        new = row("r"),
+    )
+}
+
 /// Writes a batch. A batch Postgres refuses (a constraint, a trigger, a value its type rejects) is
 /// retried row by row, so only the pages at fault are skipped: they come back as
 /// `(page id, error)`. Returns (created, updated, errors).
@@ -384,6 +411,39 @@ pub fn upsert(
         .map(|i| &m.columns[i])
         .collect();
     let sql = upsert_sql(m, &columns);
+    // Pages equal to their row (a re-read inside the edit minute, a change only to properties
+    // that are not mapped) are left alone: no UPDATE, no trigger, no replication traffic.
+    let same_sql = unchanged_sql(m, &columns);
+    let all: Vec<Value> = rows
+        .iter()
+        .map(|r| Value::Object(r.values.clone()))
+        .collect();
+    let unchanged: Vec<String> = as_role(m.role, || {
+        Ok(
+            Spi::get_one_with_args::<Vec<String>>(&same_sql, &[JsonB(Value::Array(all)).into()])?
+                .unwrap_or_default(),
+        )
+    })
+    .unwrap_or_default();
+    let rows: Vec<Row> = if unchanged.is_empty() {
+        rows
+    } else {
+        // The id column's text form is the page id (as for the ids the upsert returns).
+        let (same, changed): (Vec<Row>, Vec<Row>) = rows
+            .into_iter()
+            .partition(|r| unchanged.contains(&r.page_id));
+        record_meta(
+            user,
+            db,
+            m,
+            skip,
+            same.iter().map(|r| r.meta.clone()).collect(),
+        )?;
+        changed
+    };
+    if rows.is_empty() {
+        return Ok((0, 0, vec![]));
+    }
     // (created, updated, ids written): a BEFORE trigger may return NULL and write nothing.
     let write = |batch: Vec<Value>| {
         as_role(m.role, || {
@@ -427,6 +487,19 @@ pub fn upsert(
             }
         }
     }
+    record_meta(user, db, m, skip, written)?;
+    Ok((created, updated, errors))
+}
+
+/// What `mapped_pages` keeps of pages written (or found equal): hash, title, url, flags, search
+/// text. A row whose record is already equal is not touched.
+fn record_meta(
+    user: &str,
+    db: &str,
+    m: &Mapping,
+    skip: &[usize],
+    written: Vec<Value>,
+) -> Result<()> {
     if !written.is_empty() {
         Spi::run_with_args(
             "INSERT INTO notion_sync.mapped_pages AS t (user_id, notion_page_id, notion_database_id, target_table,
@@ -443,7 +516,13 @@ pub fn upsert(
                     has_email = EXCLUDED.has_email,
                     doc = CASE WHEN $5 THEN t.doc ELSE EXCLUDED.doc END, in_trash = false,
                     notion_last_edited_time = EXCLUDED.notion_last_edited_time,
-                    last_synced_at = now(), updated_at = now()",
+                    last_synced_at = now(), updated_at = now()
+              WHERE ROW(t.notion_database_id, t.target_table, t.title, t.url, t.content_hash, t.has_email,
+                        t.in_trash, t.notion_last_edited_time, CASE WHEN $5 THEN NULL ELSE ROW(t.has_content, t.doc) END)::text
+                    IS DISTINCT FROM
+                    ROW(EXCLUDED.notion_database_id, EXCLUDED.target_table, EXCLUDED.title, EXCLUDED.url,
+                        EXCLUDED.content_hash, EXCLUDED.has_email, false, EXCLUDED.notion_last_edited_time,
+                        CASE WHEN $5 THEN NULL ELSE ROW(EXCLUDED.has_content, EXCLUDED.doc) END)::text",
             &[
                 user.into(),
                 db.into(),
@@ -456,7 +535,7 @@ pub fn upsert(
             ],
         )?;
     }
-    Ok((created, updated, errors))
+    Ok(())
 }
 
 /// Sets the column mapped to `@in_trash` (if any) for these pages, as the registering role.

@@ -18,6 +18,9 @@ pub struct TableSpec {
     /// The column for the 'Description'-like text (falls back to the page body).
     pub text_col: &'static str,
     pub text_props: &'static [&'static str],
+    /// A second text column and the properties it is filled from (the stories' `description`,
+    /// 0.2.0; `content` keeps its rule).
+    pub desc: Option<(&'static str, &'static [&'static str])>,
     pub message_count: bool,
     pub database_name: bool,
 }
@@ -28,6 +31,7 @@ pub const TABLES: [TableSpec; 5] = [
         name_col: "name",
         text_col: "description",
         text_props: &["Description", "Bio", "Summary"],
+        desc: None,
         message_count: false,
         database_name: false,
     },
@@ -36,6 +40,7 @@ pub const TABLES: [TableSpec; 5] = [
         name_col: "name",
         text_col: "description",
         text_props: &["Description", "Summary"],
+        desc: None,
         message_count: false,
         database_name: false,
     },
@@ -44,6 +49,7 @@ pub const TABLES: [TableSpec; 5] = [
         name_col: "title",
         text_col: "content",
         text_props: &["Content", "Summary", "Description"],
+        desc: Some(("description", &["Description", "Summary"])),
         message_count: false,
         database_name: false,
     },
@@ -52,6 +58,7 @@ pub const TABLES: [TableSpec; 5] = [
         name_col: "title",
         text_col: "transcript",
         text_props: &["Transcript", "Messages"],
+        desc: None,
         message_count: true,
         database_name: false,
     },
@@ -60,6 +67,7 @@ pub const TABLES: [TableSpec; 5] = [
         name_col: "title",
         text_col: "description",
         text_props: &["Description", "Summary", "Notes"],
+        desc: None,
         message_count: false,
         database_name: true,
     },
@@ -81,6 +89,26 @@ pub fn spec(table: &str) -> &'static TableSpec {
         .iter()
         .find(|t| t.table == table)
         .unwrap_or(&TABLES[4])
+}
+
+/// The schema version this library writes (Cargo.toml's version, the control file's default).
+pub const LIBRARY_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// `extversion` of notion_sync in this database, None when it is not installed.
+pub fn installed_version() -> Result<Option<String>> {
+    optional_text(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'notion_sync'",
+        &[],
+    )
+}
+
+/// Refuses to sync while the installed schema is older than the library (between a package
+/// upgrade and `ALTER EXTENSION notion_sync UPDATE`).
+pub fn check_version() -> Result<()> {
+    match installed_version()? {
+        Some(v) if v != LIBRARY_VERSION => Err(SyncError::Version(v)),
+        _ => Ok(()),
+    }
 }
 
 /// One text value, or None when there is no row (pgrx reports that as a position error).
@@ -325,29 +353,47 @@ pub fn upsert(
     } else {
         ("", "", "")
     };
+    let (ds_col, ds_val, ds_set) = match spec.desc {
+        Some((col, _)) => (
+            format!(", {col}"),
+            ", r.descr",
+            format!(", {col} = EXCLUDED.{col}"),
+        ),
+        None => (String::new(), "", String::new()),
+    };
     let name = spec.name_col;
     let text = spec.text_col;
     let sql = format!(
         "WITH up AS (
-           INSERT INTO notion_sync.{table} AS t (user_id, notion_database_id, notion_page_id, {name}, {text}{mc_col}{dn_col},
+           INSERT INTO notion_sync.{table} AS t (user_id, notion_database_id, notion_page_id, {name}, {text}{ds_col}{mc_col}{dn_col},
                   properties, content_hash, url, in_trash, notion_created_time, notion_last_edited_time, body,
                   last_synced_at, updated_at)
-           SELECT $1, $2, r.id, r.name, r.text{mc_val}{dn_val}, r.properties, r.hash, r.url, false,
+           SELECT $1, $2, r.id, r.name, r.text{ds_val}{mc_val}{dn_val}, r.properties, r.hash, r.url, false,
                   r.created, r.edited, r.body, now(), now()
-             FROM jsonb_to_recordset($4) AS r(id text, name text, text text, message_count int, properties jsonb,
+             FROM jsonb_to_recordset($4) AS r(id text, name text, text text, descr text, message_count int, properties jsonb,
                   hash text, url text, created timestamptz, edited timestamptz, body text)
            ON CONFLICT (user_id, notion_page_id) DO UPDATE SET
                   notion_database_id = EXCLUDED.notion_database_id, {name} = EXCLUDED.{name}, {text} = EXCLUDED.{text}
-                  {mc_set}{dn_set}, properties = EXCLUDED.properties, content_hash = EXCLUDED.content_hash,
+                  {ds_set}{mc_set}{dn_set}, properties = EXCLUDED.properties, content_hash = EXCLUDED.content_hash,
                   url = EXCLUDED.url, in_trash = false, notion_created_time = EXCLUDED.notion_created_time,
                   notion_last_edited_time = EXCLUDED.notion_last_edited_time, body = EXCLUDED.body,
                   last_synced_at = now(), updated_at = now()
             -- Never back in time (a late webhook refetch, a stale read).
-            WHERE t.notion_last_edited_time IS NULL OR EXCLUDED.notion_last_edited_time IS NULL
-               OR EXCLUDED.notion_last_edited_time >= t.notion_last_edited_time
+            WHERE (t.notion_last_edited_time IS NULL OR EXCLUDED.notion_last_edited_time IS NULL
+               OR EXCLUDED.notion_last_edited_time >= t.notion_last_edited_time)
+              -- Nothing is written when nothing changed: the hash covers what is stored of the
+              -- properties (file identity, not its signature; no now() formula), the body is
+              -- compared as read (a page re-read inside its edit minute).
+              AND (t.content_hash IS DISTINCT FROM EXCLUDED.content_hash OR t.body IS DISTINCT FROM EXCLUDED.body
+                   OR t.in_trash OR t.notion_database_id IS DISTINCT FROM EXCLUDED.notion_database_id{dn_cmp})
            RETURNING (xmax = 0) AS inserted)
          SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
         table = spec.table,
+        dn_cmp = if spec.database_name {
+            " OR t.database_name IS DISTINCT FROM EXCLUDED.database_name"
+        } else {
+            ""
+        },
     );
     // $3 (the database name) is used by the pages table only; its type comes with the datum.
     let (c, u) = Spi::get_two_with_args::<i64, i64>(
@@ -376,6 +422,50 @@ pub fn mark_deleted(table: &str, user: &str, db: &str, seen: Vec<String>) -> Res
     Ok(Spi::get_one_with_args::<i64>(&sql, &[user.into(), db.into(), seen.into()])?.unwrap_or(0))
 }
 
+/// Live rows of this database in `table` (a sync table or `mapped_pages`) and how many of them a
+/// complete scan that saw `seen` would mark deleted: the mass-deletion guard's figures.
+pub fn deletion_counts(table: &str, user: &str, db: &str, seen: &[String]) -> Result<(i64, i64)> {
+    let sql = format!(
+        "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
+                  SELECT 1 FROM unnest($3::text[]) s(id) WHERE s.id = t.notion_page_id))
+           FROM notion_sync.{table} t
+          WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash"
+    );
+    let (live, gone) =
+        Spi::get_two_with_args::<i64, i64>(&sql, &[user.into(), db.into(), seen.to_vec().into()])?;
+    Ok((live.unwrap_or(0), gone.unwrap_or(0)))
+}
+
+/// Remembers the data source ids of a database (webhooks may name only a data source).
+pub fn set_data_sources(user: &str, db: &str, sources: &[String]) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE notion_sync.databases SET data_sources = $3
+          WHERE user_id = $1 AND database_id = $2 AND data_sources IS DISTINCT FROM $3",
+        &[user.into(), db.into(), sources.to_vec().into()],
+    )?;
+    Ok(())
+}
+
+/// The registered database of `user` that `id` names: a database id or one of its data sources.
+pub fn database_for(user: &str, id: &str) -> Result<Option<String>> {
+    optional_text(
+        "SELECT database_id FROM notion_sync.databases
+          WHERE user_id = $1 AND (database_id = $2 OR data_sources @> ARRAY[$2])
+          ORDER BY database_id = $2 DESC LIMIT 1",
+        &[user.into(), id.into()],
+    )
+}
+
+/// Adds a data source id learnt from Notion (`GET /v1/data_sources/{id}`) to its database.
+pub fn add_data_source(user: &str, db: &str, source: &str) -> Result<()> {
+    Spi::run_with_args(
+        "UPDATE notion_sync.databases SET data_sources = coalesce(data_sources, '{}') || ARRAY[$3]
+          WHERE user_id = $1 AND database_id = $2 AND NOT coalesce(data_sources @> ARRAY[$3], false)",
+        &[user.into(), db.into(), source.into()],
+    )?;
+    Ok(())
+}
+
 /// Whether anything of this database is stored in `table` (a sync table or `mapped_pages`).
 pub fn has_rows(table: &str, user: &str, db: &str) -> Result<bool> {
     Ok(Spi::get_one_with_args::<bool>(
@@ -385,6 +475,35 @@ pub fn has_rows(table: &str, user: &str, db: &str) -> Result<bool> {
         &[user.into(), db.into()],
     )?
     .unwrap_or(true))
+}
+
+/// The sync table holding a page and its stored properties.
+pub fn stored_properties(user: &str, id: &str) -> Result<Option<(&'static str, Value)>> {
+    for spec in &TABLES {
+        let sql = format!(
+            "SELECT properties FROM notion_sync.{} WHERE user_id = $1 AND notion_page_id = $2",
+            spec.table
+        );
+        match Spi::get_one_with_args::<JsonB>(&sql, &[user.into(), id.into()]) {
+            Ok(Some(p)) => return Ok(Some((spec.table, p.0))),
+            Ok(None) | Err(pgrx::spi::SpiError::InvalidPosition) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+/// Stores the value of one property read again (fresh file URLs); the hash does not change, since
+/// it covers each file's identity, not its signature.
+pub fn refresh_property(table: &str, user: &str, id: &str, name: &str, value: Value) -> Result<()> {
+    Spi::run_with_args(
+        &format!(
+            "UPDATE notion_sync.{table} SET properties = jsonb_set(properties, ARRAY[$3, 'value'], $4)
+              WHERE user_id = $1 AND notion_page_id = $2 AND properties ? $3"
+        ),
+        &[user.into(), id.into(), name.into(), JsonB(value).into()],
+    )?;
+    Ok(())
 }
 
 /// The stored page body (a webhook refetch of properties keeps it).
