@@ -138,3 +138,22 @@ def test_latency_from_commit_to_row_updated(hooked, fake):
     print(f"\nFIGURE webhook commit -> row updated over 50 events: p50 {statistics.median(lat):.0f} ms, "
           f"p95 {lat[int(len(lat) * 0.95) - 1]:.0f} ms, max {lat[-1]:.0f} ms")
     assert statistics.median(lat) < 5000
+
+
+def test_events_that_name_only_a_data_source_are_routed_to_its_database(hooked, fake):
+    """Under 2025-09-03 a page's parent may name only its data source, and data_source.* events name
+    the data source with a page as parent (the docs example): routed through the data source ids
+    the sync keeps, or, for a database registered before 0.2.0, one GET /v1/data_sources/{id}."""
+    q = "SELECT status, result FROM notion_sync.webhook_events WHERE id = %s"
+    assert hooked.execute("SELECT data_sources FROM notion_sync.databases").fetchone()[0] == [CHARS_DS]
+    fake.admin("PATCH", f"pages/{ARIA}", {"properties": {"Age": 77}})
+    ev = event(fake, "page.properties_updated", ARIA, parent_type="data_source")
+    handle(hooked, ev["body"], ev["signature"])
+    assert wait_for(lambda: aria(hooked)[2] == "77", 10), hooked.execute(q, (ev["event"]["id"],)).fetchone()
+    hooked.execute("UPDATE notion_sync.databases SET data_sources = NULL")
+    ev = event(fake, "data_source.schema_updated", CHARS_DS, parent_type="page")
+    handle(hooked, ev["body"], ev["signature"])
+    done = wait_for(lambda: hooked.execute(q, (ev["event"]["id"],)).fetchone()[0] != "pending", 10)
+    status, result = hooked.execute(q, (ev["event"]["id"],)).fetchone()
+    assert done and status == "done" and "incremental sync started" in result, (status, result)
+    assert hooked.execute("SELECT data_sources FROM notion_sync.databases").fetchone()[0] == [CHARS_DS]

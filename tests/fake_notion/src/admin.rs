@@ -1,7 +1,7 @@
 //! The admin API tests drive the fake with (no auth; the fake listens on 127.0.0.1 only).
 //! See tests/fake_notion/README.md for every route.
 
-use crate::api::{Fake, Fault};
+use crate::api::{Control, Fake, Fault};
 use crate::http::{Request, Response};
 use crate::store::{self, norm_id, parse_time, Store};
 use hmac::{Hmac, Mac};
@@ -42,7 +42,7 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             Ok(st) => {
                 *fake.store.lock().unwrap() = st;
                 let mut ctl = fake.ctl.lock().unwrap();
-                *ctl = Default::default();
+                *ctl = Control::from_settings(&fake.settings);
                 ok(json!({"ok": true}))
             }
             Err(e) => bad(&e),
@@ -56,8 +56,10 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
                 .and_then(|b| serde_json::from_slice::<Value>(&b).map_err(|e| e.to_string()))
                 .and_then(|v| Store::load(&v))
             {
-                Ok(st) => {
-                    *fake.store.lock().unwrap() = st;
+                Ok(mut st) => {
+                    let mut old = fake.store.lock().unwrap();
+                    st.render = old.render.clone();
+                    *old = st;
                     ok(json!({"ok": true}))
                 }
                 Err(e) => bad(&e),
@@ -87,7 +89,7 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             match st.create_page(&norm_id(ds), &body) {
                 Ok(id) => {
                     let p = st.pages[&id].clone();
-                    ok(st.page_json(&p, "2025-09-03", None))
+                    ok(st.page_json(&p, "2025-09-03", None, false))
                 }
                 Err(e) => bad(&e),
             }
@@ -132,9 +134,14 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             {
                 st.ds_pages.get_mut(&moved).unwrap().push(id.clone());
             }
+            for key in ["cover", "icon"] {
+                if let Some(v) = body.get(key) {
+                    st.set_media(&id, key, v);
+                }
+            }
             st.version += 1;
             let p = st.pages[&id].clone();
-            ok(st.page_json(&p, "2025-09-03", None))
+            ok(st.page_json(&p, "2025-09-03", None, false))
         }
         ("POST", ["faults"]) => {
             let mut ctl = fake.ctl.lock().unwrap();
@@ -155,6 +162,20 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             ok(json!({"faults": 0}))
         }
         ("POST", ["config"]) => {
+            // The store before the control: the order every route locks them in.
+            let render = {
+                let mut st = fake.store.lock().unwrap();
+                if let Some(t) = body.get("file_url_ttl_s").and_then(|v| v.as_i64()) {
+                    st.render.file_url_ttl_s = t.max(0);
+                }
+                if let Some(p) = body
+                    .get("now_formula_precision_ms")
+                    .and_then(|v| v.as_i64())
+                {
+                    st.render.now_precision_ms = p.max(1);
+                }
+                st.render.clone()
+            };
             let mut ctl = fake.ctl.lock().unwrap();
             if let Some(r) = body.get("rate_limit_rps").and_then(|v| v.as_f64()) {
                 ctl.rps = r;
@@ -168,8 +189,17 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             if let Some(c) = body.get("query_cap").and_then(|v| v.as_u64()) {
                 ctl.query_cap = c as usize;
             }
+            if let Some(ms) = body.get("latency_ms").and_then(|v| v.as_u64()) {
+                ctl.latency_ms = ms;
+            }
+            if let Some(ms) = body.get("latency_jitter_ms").and_then(|v| v.as_u64()) {
+                ctl.latency_jitter_ms = ms;
+            }
             ok(
-                json!({"rate_limit_rps": ctl.rps, "rate_limit_burst": ctl.burst, "query_cap": ctl.query_cap}),
+                json!({"rate_limit_rps": ctl.rps, "rate_limit_burst": ctl.burst, "query_cap": ctl.query_cap,
+                "latency_ms": ctl.latency_ms, "latency_jitter_ms": ctl.latency_jitter_ms,
+                "file_url_ttl_s": render.file_url_ttl_s,
+                "now_formula_precision_ms": render.now_precision_ms}),
             )
         }
         ("GET", ["requests"]) => {
@@ -296,47 +326,104 @@ fn schema_change(fake: &Fake, ds: &str, body: &Value) -> Response {
 }
 
 /// Builds a signed webhook event the way Notion sends it:
-/// `{"type":"page.properties_updated","entity_id":"…","secret":"…","id"?,"timestamp"?,"attempt_number"?}`.
+/// `{"type":"page.properties_updated","entity_id":"…","secret":"…","id"?,"timestamp"?,"attempt_number"?,
+/// "api_version"?, "parent_type"?, "parent"?, "updated_properties"?, "updated_blocks"?}`.
+///
+/// `data.parent` (notion-api.md §8; upgrade guide 2025-09-03 step 6, tests/fixtures' page.created):
+/// - page in a data source: `{"id": <database>, "type": "database", "data_source_id": <data source>}`
+///   (no `data_source_id` when `api_version` is 2022-06-28); `parent_type: "data_source"` gives
+///   `{"id": <data source>, "type": "data_source"}` instead.
+/// - data source (`data_source.*`; a database id given for one names its first data source):
+///   `{"id": <database>, "type": "database"}`; `parent_type: "page"` gives the page the database is in
+///   (as the docs example of `data_source.schema_updated` shows).
+/// - database: its parent page, or `{"id": <workspace>, "type": "space"}`.
+/// - `parent`: any object, verbatim.
 fn webhook(fake: &Fake, body: &Value) -> Response {
     let kind = body
         .get("type")
         .and_then(|t| t.as_str())
         .unwrap_or("page.properties_updated");
-    let entity = body
+    let mut entity = body
         .get("entity_id")
         .and_then(|t| t.as_str())
         .map(norm_id)
         .unwrap_or_default();
     let secret = body.get("secret").and_then(|t| t.as_str()).unwrap_or("");
+    let api_version = body
+        .get("api_version")
+        .and_then(|t| t.as_str())
+        .unwrap_or("2025-09-03");
+    let parent_type = body.get("parent_type").and_then(|t| t.as_str());
+    let family = kind.split('.').next().unwrap_or("");
     let st = fake.store.lock().unwrap();
+    if family == "data_source" {
+        if let Some(db) = st.databases.get(&entity) {
+            if let Some(first) = db.data_sources.first() {
+                entity = first.clone();
+            }
+        }
+    }
+    let container_parent = |db_id: &str| match st.databases.get(db_id).map(|d| &d.parent) {
+        Some(p) if p.get("type").and_then(|t| t.as_str()) == Some("page_id") => {
+            json!({"id": p["page_id"], "type": "page"})
+        }
+        _ => json!({"id": store::workspace_id(), "type": "space"}),
+    };
     let (entity_type, parent) = if let Some(p) = st.pages.get(&entity) {
         let ds = &st.data_sources[&p.data_source_id];
-        (
-            "page",
-            json!({"id": ds.database_id, "type": "database", "data_source_id": ds.id}),
-        )
+        let parent = match parent_type {
+            Some("data_source") => json!({"id": ds.id, "type": "data_source"}),
+            _ if api_version == "2022-06-28" => json!({"id": ds.database_id, "type": "database"}),
+            _ => json!({"id": ds.database_id, "type": "database", "data_source_id": ds.id}),
+        };
+        ("page", parent)
     } else if let Some(ds) = st.data_sources.get(&entity) {
-        (
-            "data_source",
-            json!({"id": ds.database_id, "type": "database"}),
-        )
+        let parent = match parent_type {
+            Some("page") => match container_parent(&ds.database_id) {
+                p if p["type"] == "page" => p,
+                _ => {
+                    json!({"id": store::uuid_from(&format!("page-of:{}", ds.database_id)), "type": "page"})
+                }
+            },
+            _ => json!({"id": ds.database_id, "type": "database"}),
+        };
+        ("data_source", parent)
+    } else if st.databases.contains_key(&entity) {
+        ("database", container_parent(&entity))
     } else {
-        ("database", json!({"id": entity, "type": "workspace"}))
+        let t = match family {
+            "page" | "block" | "comment" | "data_source" | "database" => family,
+            _ => "database",
+        };
+        (t, json!({"id": store::workspace_id(), "type": "space"}))
     };
+    let parent = body.get("parent").cloned().unwrap_or(parent);
+    let mut data = json!({"parent": parent});
+    if kind.ends_with(".properties_updated") || kind.ends_with(".schema_updated") {
+        data["updated_properties"] = json!([]);
+    }
+    if kind.ends_with(".content_updated") {
+        data["updated_blocks"] = json!([]);
+    }
+    for key in ["updated_properties", "updated_blocks"] {
+        if let Some(v) = body.get(key) {
+            data[key] = v.clone();
+        }
+    }
     let now = store::now_ms();
     let event = json!({
         "id": body.get("id").cloned().unwrap_or_else(|| json!(store::uuid_from(&format!("evt:{entity}:{kind}:{now}")))),
         "timestamp": body.get("timestamp").cloned().unwrap_or_else(|| json!(store::iso(now))),
-        "workspace_id": store::uuid_from("workspace"),
+        "workspace_id": store::workspace_id(),
         "workspace_name": "notion_sync fake workspace",
         "subscription_id": store::uuid_from("subscription"),
         "integration_id": store::uuid_from("integration"),
         "type": kind,
         "authors": [{"id": st.bot_id, "type": "bot"}],
         "attempt_number": body.get("attempt_number").cloned().unwrap_or(json!(1)),
-        "api_version": "2025-09-03",
+        "api_version": api_version,
         "entity": {"id": entity, "type": entity_type},
-        "data": {"parent": parent, "updated_properties": body.get("updated_properties").cloned().unwrap_or(json!([]))},
+        "data": data,
     });
     let raw = serde_json::to_string(&event).unwrap();
     ok(json!({"body": raw, "signature": sign(secret, raw.as_bytes()), "event": event}))

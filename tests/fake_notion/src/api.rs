@@ -25,6 +25,10 @@ pub struct Fault {
     pub method: Option<String>,
     /// `malformed`: how many results of a list response to garble (spread evenly; default 1).
     pub results: usize,
+    /// `malformed`: what to garble in each result: `properties` (default: a string), `timestamp`
+    /// (an ISO-shaped `last_edited_time` that is no date), `title_number` (the title a number),
+    /// `id` (not a Notion id), `properties_array` (properties a JSON array).
+    pub garble: String,
 }
 
 impl Fault {
@@ -38,6 +42,7 @@ impl Fault {
             reason: s("rate_limit_reason"),
             delay_ms: v.get("delay_ms").and_then(|x| x.as_u64()).unwrap_or(0),
             results: v.get("results").and_then(|x| x.as_u64()).unwrap_or(1) as usize,
+            garble: s("garble").unwrap_or_else(|| "properties".into()),
             count: v.get("count").and_then(|x| x.as_i64()).unwrap_or(-1),
             probability: v.get("probability").and_then(|x| x.as_f64()).unwrap_or(1.0),
             path: s("path"),
@@ -46,10 +51,23 @@ impl Fault {
     }
 }
 
+/// Server settings given on the command line; `/admin/reset` returns to them.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub rps: f64,
+    pub burst: f64,
+    pub latency_ms: u64,
+    pub latency_jitter_ms: u64,
+}
+
 pub struct Control {
     /// Requests per second per token; 0 = no limit.
     pub rps: f64,
     pub burst: f64,
+    /// Every `/v1` response waits this long (plus up to `latency_jitter_ms`) before it is sent.
+    pub latency_ms: u64,
+    pub latency_jitter_ms: u64,
+    jitter_rng: u64,
     buckets: HashMap<String, (f64, Instant)>,
     pub faults: Vec<Fault>,
     pub log: Vec<Value>,
@@ -64,6 +82,9 @@ impl Default for Control {
         Control {
             rps: 0.0,
             burst: 0.0,
+            latency_ms: 0,
+            latency_jitter_ms: 0,
+            jitter_rng: 0x2545F4914F6CDD1D,
             buckets: HashMap::new(),
             faults: vec![],
             log: vec![],
@@ -75,6 +96,27 @@ impl Default for Control {
 }
 
 impl Control {
+    pub fn from_settings(s: &Settings) -> Control {
+        Control {
+            rps: s.rps,
+            burst: s.burst,
+            latency_ms: s.latency_ms,
+            latency_jitter_ms: s.latency_jitter_ms,
+            ..Default::default()
+        }
+    }
+    /// How long the next `/v1` response waits (its own generator: jitter never shifts faults).
+    fn latency(&mut self) -> Duration {
+        let mut ms = self.latency_ms;
+        if self.latency_jitter_ms > 0 {
+            self.jitter_rng ^= self.jitter_rng >> 12;
+            self.jitter_rng ^= self.jitter_rng << 25;
+            self.jitter_rng ^= self.jitter_rng >> 27;
+            let r = self.jitter_rng.wrapping_mul(0x2545F4914F6CDD1D) >> 11;
+            ms += r % (self.latency_jitter_ms + 1);
+        }
+        Duration::from_millis(ms)
+    }
     pub fn set_seed(&mut self, seed: u64) {
         self.rng = seed.max(1);
     }
@@ -136,6 +178,18 @@ impl Control {
 pub struct Fake {
     pub store: Mutex<Store>,
     pub ctl: Mutex<Control>,
+    /// The command line's settings, restored by `/admin/reset`.
+    pub settings: Settings,
+}
+
+impl Fake {
+    pub fn new(store: Store, settings: Settings) -> Fake {
+        Fake {
+            store: Mutex::new(store),
+            ctl: Mutex::new(Control::from_settings(&settings)),
+            settings,
+        }
+    }
 }
 
 pub fn error(status: u16, code: &str, message: &str) -> Response {
@@ -161,6 +215,14 @@ impl Fake {
     pub fn handle(&self, req: Request) -> Reply {
         let started = Instant::now();
         let (reply, status) = self.route(&req);
+        if !req.path.starts_with("/admin") {
+            // Simulated network and service time: this connection's thread sleeps, no lock held,
+            // so concurrent requests overlap as they do against the real API.
+            let wait = self.ctl.lock().unwrap().latency();
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
         let entry = json!({
             "method": req.method, "path": req.path, "status": status,
             "time": store::iso(store::now_ms()),
@@ -269,10 +331,19 @@ impl Fake {
                         if let Some(results) = v.get_mut("results").and_then(|x| x.as_array_mut()) {
                             let (len, n) = (results.len(), f.results.max(1));
                             for i in 0..n.min(len) {
-                                results[i * len / n]["properties"] = json!("\u{0}garbage");
+                                garble(&mut results[i * len / n], &f.garble);
                             }
                         } else if v.get("properties").is_some() {
                             v["properties"] = json!(42);
+                        }
+                        r.body = serde_json::to_vec(&v).unwrap();
+                    }
+                }
+                // A database that lists no data source (a missing key, as a future shape might).
+                "no_data_sources" => {
+                    if let Ok(mut v) = serde_json::from_slice::<Value>(&r.body) {
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("data_sources");
                         }
                         r.body = serde_json::to_vec(&v).unwrap();
                     }
@@ -314,7 +385,9 @@ impl Fake {
                 let id = norm_id(id);
                 match st.databases.get(&id) {
                     Some(db) if st.can_read_db(token, &id) => {
-                        Response::json(200, &st.database_json(db, version))
+                        let mut v = st.database_json(db, version);
+                        v["request_id"] = json!(request_id());
+                        Response::json(200, &v)
                     }
                     _ => not_found("database", &id),
                 }
@@ -324,7 +397,9 @@ impl Fake {
                 let id = norm_id(id);
                 match st.data_sources.get(&id) {
                     Some(ds) if st.can_read_ds(token, &id) => {
-                        Response::json(200, &st.data_source_json(ds))
+                        let mut v = st.data_source_json(ds);
+                        v["request_id"] = json!(request_id());
+                        Response::json(200, &v)
                     }
                     _ => not_found("data_source", &id),
                 }
@@ -355,7 +430,7 @@ impl Fake {
                 match st.pages.get(&id) {
                     Some(p) if st.can_read_ds(token, &p.data_source_id) => {
                         let only = req.query.get("filter_properties").map(|v| v.as_slice());
-                        let mut v = st.page_json(p, version, only);
+                        let mut v = st.page_json(p, version, only, true);
                         v["request_id"] = json!(request_id());
                         Response::json(200, &v)
                     }
@@ -448,7 +523,7 @@ impl Fake {
             .map(|v| v.as_slice());
         let results: Vec<Value> = list[offset.min(end)..end]
             .iter()
-            .map(|id| st.page_json(&st.pages[id], version, only))
+            .map(|id| st.page_json(&st.pages[id], version, only, false))
             .collect();
         let has_more = end < limit;
         let mut out = json!({
@@ -477,19 +552,29 @@ impl Fake {
         let Some(sp) = ds.schema.iter().find(|s| store::percent_eq(&s.id, pid)) else {
             return not_found("property", &percent_decode(pid));
         };
-        let full = match sp.kind.as_str() {
-            "created_time" | "last_edited_time" | "created_by" | "last_edited_by" => {
-                st.property_json(p, sp)[sp.kind.as_str()].clone()
-            }
-            _ => p.values.get(&sp.name).cloned().unwrap_or(Value::Null),
-        };
+        let mut full = st.value_json(p, sp);
+        store::sign_files(&mut full, &st.render);
+        if sp.kind == "rollup" {
+            // Recorded (ultimate-notion property-item-rollup): a list whose value is in
+            // `property_item.rollup`, not in `results`.
+            return Response::json(
+                200,
+                &json!({
+                    "object":"list","results":[],"next_cursor":null,"has_more":false,
+                    "type":"property_item",
+                    "property_item":{"id":sp.id,"next_url":null,"type":"rollup","rollup":full},
+                    "request_id":request_id(),
+                }),
+            );
+        }
         if !matches!(
             sp.kind.as_str(),
             "title" | "rich_text" | "relation" | "people"
         ) {
             return Response::json(
                 200,
-                &json!({"object":"property_item","id":sp.id,"type":sp.kind, sp.kind.as_str(): full}),
+                &json!({"object":"property_item","id":sp.id,"type":sp.kind, sp.kind.as_str(): full,
+                    "request_id":request_id()}),
             );
         }
         let size = match Self::page_size(req.query_one("page_size").map(|s| json!(s)).as_ref()) {
@@ -636,7 +721,7 @@ impl Fake {
                     && st.can_read_ds(token, &p.data_source_id)
                     && st.page_title(p).to_lowercase().contains(&q)
                 {
-                    hits.push((p.edited_ms, st.page_json(p, version, None)));
+                    hits.push((p.edited_ms, st.page_json(p, version, None, false)));
                 }
             }
         }
@@ -903,4 +988,23 @@ fn date_cond(value: i64, cond: &Value) -> Result<bool, String> {
         };
     }
     Ok(ok)
+}
+
+/// One page object made wrong in the way a `malformed` fault names.
+fn garble(page: &mut Value, how: &str) {
+    match how {
+        "timestamp" => page["last_edited_time"] = json!("2026-13-45T99:99:00.000Z"),
+        "id" => page["id"] = json!("not-a-notion-id"),
+        "properties_array" => page["properties"] = json!([1, 2, 3]),
+        "title_number" => {
+            if let Some(props) = page.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                for p in props.values_mut() {
+                    if p.get("type").and_then(|t| t.as_str()) == Some("title") {
+                        p["title"] = json!(7);
+                    }
+                }
+            }
+        }
+        _ => page["properties"] = json!("\u{0}garbage"),
+    }
 }

@@ -1,15 +1,18 @@
 //! fake_notion: a local stand-in for api.notion.com used by notion_sync's tests, demo and benchmarks.
 //!
-//! `fake_notion [--port N] [--workspace FILE] [--port-file FILE] [--rps R]`
+//! `fake_notion [--port N] [--workspace FILE] [--port-file FILE] [--rps R] [--latency-ms N]
+//! [--latency-jitter-ms N]`
 //! Listens on 127.0.0.1 only. Notion routes live under `/v1`, test controls under `/admin`.
 
 mod admin;
 mod api;
 mod http;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -37,15 +40,18 @@ fn main() {
         eprintln!("fake_notion: bad workspace: {e}");
         std::process::exit(2)
     });
-    let mut ctl = api::Control::default();
+    let mut settings = api::Settings::default();
     if let Some(r) = arg("--rps").and_then(|r| r.parse().ok()) {
-        ctl.rps = r;
-        ctl.burst = r;
+        settings.rps = r;
+        settings.burst = r;
     }
-    let fake = Arc::new(api::Fake {
-        store: Mutex::new(store),
-        ctl: Mutex::new(ctl),
-    });
+    if let Some(ms) = arg("--latency-ms").and_then(|r| r.parse().ok()) {
+        settings.latency_ms = ms;
+    }
+    if let Some(ms) = arg("--latency-jitter-ms").and_then(|r| r.parse().ok()) {
+        settings.latency_jitter_ms = ms;
+    }
+    let fake = Arc::new(api::Fake::new(store, settings));
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| {
         eprintln!("fake_notion: cannot listen on 127.0.0.1:{port}: {e}");
         std::process::exit(2)

@@ -125,6 +125,181 @@ pub fn plain_text(v: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// How values that depend on the moment of the read are rendered (set through `/admin/config`).
+#[derive(Clone, Debug)]
+pub struct Render {
+    /// Lifetime of a presigned hosted-file URL (`X-Amz-Expires`, `expiry_time`); Notion's is 3600.
+    pub file_url_ttl_s: i64,
+    /// `now()` formulas are the current time floored to this (Notion: the minute).
+    pub now_precision_ms: i64,
+}
+
+impl Default for Render {
+    fn default() -> Self {
+        Render {
+            file_url_ttl_s: 3600,
+            now_precision_ms: 60_000,
+        }
+    }
+}
+
+/// The workspace id in hosted-file paths and webhook events.
+pub fn workspace_id() -> String {
+    uuid_from("workspace")
+}
+
+/// Percent-encodes a file name for an S3 path (unreserved characters kept, like AWS does).
+fn encode_path_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The stored form of a Notion-hosted file: `{"$hosted": "<workspace>/<file uuid>/<name>"}` in place of
+/// the `{url, expiry_time}` object. Rendering replaces it with a freshly presigned URL on every read.
+pub fn hosted_marker(owner: &str, name: &str, file_id: Option<&str>) -> Value {
+    let file = file_id
+        .map(norm_id)
+        .unwrap_or_else(|| uuid_from(&format!("file:{owner}:{name}")));
+    json!({"$hosted": format!("{}/{}/{}", workspace_id(), file, encode_path_segment(name))})
+}
+
+static SIGN_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn random_hex(bytes: usize, salt: &str) -> String {
+    let n = SIGN_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mut out = String::new();
+    let mut round = 0u32;
+    while out.len() < bytes * 2 {
+        let h = Sha256::digest(format!("{salt}:{n}:{nanos}:{round}").as_bytes());
+        out.extend(h.iter().map(|b| format!("{b:02x}")));
+        round += 1;
+    }
+    out.truncate(bytes * 2);
+    out
+}
+
+/// A presigned S3 URL in the shape Notion returns (notion_ruby_mapping page-retrieve recording):
+/// the path (the file's identity) is stable, date, credential, token and signature change per read.
+pub fn presign(path: &str, now: i64, ttl_s: i64) -> Value {
+    let t = chrono::DateTime::from_timestamp_millis(now).unwrap_or_default();
+    let amz_date = t.format("%Y%m%dT%H%M%SZ").to_string();
+    let day = t.format("%Y%m%d").to_string();
+    let key: String = random_hex(8, path)
+        .chars()
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let credential = format!("ASIA{key}%2F{day}%2Fus-west-2%2Fs3%2Faws4_request");
+    let token = format!("IQoJb3JpZ2luX2Vj{}%3D%3D", random_hex(48, "token"));
+    let url = format!(
+        "https://prod-files-secure.s3.us-west-2.amazonaws.com/{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+         &X-Amz-Content-Sha256=UNSIGNED-PAYLOAD&X-Amz-Credential={credential}&X-Amz-Date={amz_date}\
+         &X-Amz-Expires={ttl_s}&X-Amz-Security-Token={token}&X-Amz-Signature={sig}\
+         &X-Amz-SignedHeaders=host&x-amz-checksum-mode=ENABLED&x-id=GetObject",
+        sig = random_hex(32, path),
+    );
+    // The URL is signed at a whole second; expiry_time carries the milliseconds of the read.
+    json!({"url": url, "expiry_time": iso(now + ttl_s * 1000)})
+}
+
+/// Replaces every hosted-file marker in `v` with a new presigned URL.
+pub fn sign_files(v: &mut Value, render: &Render) {
+    match v {
+        Value::Object(o) => {
+            if let Some(path) = o.get("$hosted").and_then(|p| p.as_str()) {
+                if o.len() == 1 {
+                    *v = presign(path, now_ms(), render.file_url_ttl_s);
+                    return;
+                }
+            }
+            for x in o.values_mut() {
+                sign_files(x, render);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                sign_files(x, render);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Seed shorthand for a page `cover`/`icon`: a URL (external), `{"hosted": "name.png"}` (a
+/// Notion-hosted file), a short string or `{"emoji": "…"}` (icon emoji), or a full object verbatim.
+fn media_value(v: &Value, owner: &str) -> Value {
+    match v {
+        Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
+            json!({"type":"external","external":{"url":s}})
+        }
+        Value::String(s) => json!({"type":"emoji","emoji":s}),
+        Value::Object(o) if o.get("type").is_none() => {
+            if let Some(name) = o.get("hosted").and_then(|h| h.as_str()) {
+                let file = hosted_marker(owner, name, o.get("file_id").and_then(|f| f.as_str()));
+                json!({"type":"file","file":file})
+            } else if let Some(e) = o.get("emoji") {
+                json!({"type":"emoji","emoji":e})
+            } else if let Some(u) = o.get("url") {
+                json!({"type":"external","external":{"url":u}})
+            } else {
+                v.clone()
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// One element of a `files` value from the seed: a URL (external), `{"hosted": "name"}` or
+/// `{"name", "hosted": true, "file_id"?}` (hosted), `{"name", "url"}` (external), or verbatim.
+fn file_item(f: &Value, owner: &str) -> Value {
+    match f {
+        Value::String(url) => {
+            let name = url.rsplit('/').next().unwrap_or(url);
+            json!({"name":name,"type":"external","external":{"url":url}})
+        }
+        Value::Object(o) if o.get("type").is_none() => {
+            let file_id = o.get("file_id").and_then(|x| x.as_str());
+            let name = match o.get("hosted") {
+                Some(Value::String(n)) => Some(n.clone()),
+                Some(Value::Bool(true)) => Some(
+                    o.get("name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or("file")
+                        .to_string(),
+                ),
+                _ => None,
+            };
+            if let Some(name) = name {
+                let display = o
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or(&name)
+                    .to_string();
+                json!({"name":display,"type":"file","file":hosted_marker(owner, &name, file_id)})
+            } else if let Some(url) = o.get("url").and_then(|u| u.as_str()) {
+                let name = o
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or_else(|| url.rsplit('/').next().unwrap_or(url));
+                json!({"name":name,"type":"external","external":{"url":url}})
+            } else {
+                f.clone()
+            }
+        }
+        other => other.clone(),
+    }
+}
+
 #[derive(Clone)]
 pub struct SchemaProp {
     pub id: String,
@@ -146,6 +321,8 @@ pub struct DataSource {
 pub struct Database {
     pub id: String,
     pub title: String,
+    /// `{"type":"workspace","workspace":true}` or `{"type":"page_id","page_id":…}` (seed `parent_page_id`).
+    pub parent: Value,
     pub data_sources: Vec<String>,
     pub created_ms: i64,
     pub edited_ms: i64,
@@ -165,6 +342,9 @@ pub struct Page {
     /// Properties whose stored value replaces the whole `{id,type,<type>}` object (malformed on purpose).
     pub raw: HashMap<String, Value>,
     pub children: Vec<String>,
+    /// `cover` and `icon` as rendered (hosted files as markers), null when not set.
+    pub cover: Value,
+    pub icon: Value,
 }
 
 #[derive(Clone)]
@@ -194,6 +374,7 @@ pub struct Store {
     pub seq: u64,
     /// Bumped on every change; query result lists are cached per version.
     pub version: u64,
+    pub render: Render,
 }
 
 impl Store {
@@ -262,9 +443,14 @@ impl Store {
                 .and_then(|v| v.as_str())
                 .and_then(parse_time)
                 .unwrap_or(now);
+            let parent = match db.get("parent_page_id").and_then(|v| v.as_str()) {
+                Some(pg) => json!({"type":"page_id","page_id":norm_id(pg)}),
+                None => json!({"type":"workspace","workspace":true}),
+            };
             let mut database = Database {
                 id: id.clone(),
                 title: title.clone(),
+                parent,
                 data_sources: vec![],
                 created_ms: created,
                 edited_ms: created,
@@ -357,7 +543,8 @@ impl Store {
     }
 
     /// Turns the seed's shorthand for a property value into Notion's `<type>` value.
-    fn expand_value(&mut self, ds_id: &str, prop: &SchemaProp, v: &Value) -> Value {
+    /// `owner` (the page id) keys the identity of hosted files.
+    fn expand_value(&mut self, ds_id: &str, owner: &str, prop: &SchemaProp, v: &Value) -> Value {
         match prop.kind.as_str() {
             "title" | "rich_text" => rich_texts(v),
             "select" | "status" => match v {
@@ -408,13 +595,7 @@ impl Store {
                 v.as_array()
                     .into_iter()
                     .flatten()
-                    .map(|f| match f {
-                        Value::String(url) => {
-                            let name = url.rsplit('/').next().unwrap_or(url);
-                            json!({"name":name,"type":"external","external":{"url":url}})
-                        }
-                        o => o.clone(),
-                    })
+                    .map(|f| file_item(f, &format!("{owner}:{}", prop.id)))
                     .collect(),
             ),
             "formula" => match v {
@@ -456,12 +637,23 @@ impl Store {
                     .insert(prop.name.clone(), raw.clone());
                 continue;
             }
-            let val = self.expand_value(&ds_id, prop, v);
+            let val = self.expand_value(&ds_id, page_id, prop, v);
             let page = self.pages.get_mut(page_id).unwrap();
             page.raw.remove(&prop.name);
             page.values.insert(prop.name.clone(), val);
         }
         Ok(())
+    }
+
+    /// Sets a page's `cover` or `icon` from the seed shorthand (null clears it).
+    pub fn set_media(&mut self, page_id: &str, key: &str, v: &Value) {
+        let value = media_value(v, &format!("{page_id}:{key}"));
+        let page = self.pages.get_mut(page_id).expect("page");
+        if key == "cover" {
+            page.cover = value;
+        } else {
+            page.icon = value;
+        }
     }
 
     /// Creates a page from the seed/admin shorthand: `{id?, created_time?, last_edited_time?, in_trash?,
@@ -507,6 +699,14 @@ impl Store {
                 values: HashMap::new(),
                 raw: HashMap::new(),
                 children: vec![],
+                cover: p
+                    .get("cover")
+                    .map(|c| media_value(c, &format!("{id}:cover")))
+                    .unwrap_or(Value::Null),
+                icon: p
+                    .get("icon")
+                    .map(|c| media_value(c, &format!("{id}:icon")))
+                    .unwrap_or(Value::Null),
             },
         );
         self.ds_pages.get_mut(ds_id).unwrap().push(id.clone());
@@ -583,7 +783,47 @@ impl Store {
                     json!({"table_width":width,"has_column_header":b.get("has_column_header").and_then(|v|v.as_bool()).unwrap_or(true),"has_row_header":false})
                 }
                 "image" | "video" | "pdf" | "file" | "audio" => {
-                    json!({"caption":[],"type":"external","external":{"url":b.get("url").and_then(|v|v.as_str()).unwrap_or("https://example.com/x")}})
+                    // `"hosted": "name.png"` (or `true` with `"name"`): a Notion-hosted file,
+                    // presigned anew on every read; otherwise an external `url`.
+                    let hosted = match b.get("hosted") {
+                        Some(Value::String(n)) => Some(n.clone()),
+                        Some(Value::Bool(true)) => Some(
+                            b.get("name")
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("file")
+                                .to_string(),
+                        ),
+                        _ => None,
+                    };
+                    let mut o = match &hosted {
+                        Some(name) => {
+                            let file = hosted_marker(
+                                &format!("{id}:block"),
+                                name,
+                                b.get("file_id").and_then(|v| v.as_str()),
+                            );
+                            json!({"caption":[],"type":"file","file":file})
+                        }
+                        None => {
+                            json!({"caption":[],"type":"external","external":{"url":b.get("url").and_then(|v|v.as_str()).unwrap_or("https://example.com/x")}})
+                        }
+                    };
+                    if kind == "file" {
+                        let name = b
+                            .get("name")
+                            .and_then(|v| v.as_str())
+                            .map(String::from)
+                            .or(hosted)
+                            .or_else(|| {
+                                b.get("url")
+                                    .and_then(|v| v.as_str())
+                                    .and_then(|u| u.rsplit('/').next())
+                                    .map(String::from)
+                            })
+                            .unwrap_or_else(|| "x".into());
+                        o["name"] = json!(name);
+                    }
+                    o
                 }
                 "bookmark" | "embed" | "link_preview" => {
                     json!({"caption":[],"url":b.get("url").and_then(|v|v.as_str()).unwrap_or("https://example.com")})
@@ -679,24 +919,38 @@ impl Store {
         format!("https://www.notion.so/{}-{}", slug, p.id.replace('-', ""))
     }
 
-    /// The full property object (`{id,type,<type>}`) as Notion returns it from page endpoints,
-    /// with lists truncated at 25 like the real API.
-    pub fn property_json(&self, p: &Page, sp: &SchemaProp) -> Value {
-        if let Some(raw) = p.raw.get(&sp.name) {
-            return raw.clone();
-        }
-        let mut value = match sp.kind.as_str() {
+    /// The complete `<type>` value of a property at this moment: timestamps and authors from the
+    /// page, `now()` formulas computed, hosted-file markers still unsigned.
+    pub fn value_json(&self, p: &Page, sp: &SchemaProp) -> Value {
+        match sp.kind.as_str() {
             "created_time" => json!(iso(round_minute(p.created_ms))),
             "last_edited_time" => json!(iso(round_minute(p.edited_ms))),
             "created_by" => self.user_json(&p.created_by),
             "last_edited_by" => self.user_json(&p.edited_by),
+            "formula" if is_now_formula(sp) => {
+                // Computed at every read, to the minute, as recorded (`…T10:55:00.000+00:00`).
+                let step = self.render.now_precision_ms.max(1);
+                let now = now_ms();
+                let t = chrono::DateTime::from_timestamp_millis(now - now.rem_euclid(step))
+                    .unwrap_or_default()
+                    .format("%Y-%m-%dT%H:%M:%S%.3f+00:00")
+                    .to_string();
+                json!({"type":"date","date":{"start":t,"end":null,"time_zone":null}})
+            }
             _ => p.values.get(&sp.name).cloned().unwrap_or(Value::Null),
-        };
+        }
+    }
+
+    /// The property object (`{id,type,<type>}`) as Notion returns it in page objects: title and
+    /// rich_text complete (recorded with 100 segments), relation cut at 25 with `has_more`, people
+    /// cut at 25 (without `has_more`). Hosted files are signed by `page_json`.
+    pub fn property_json(&self, p: &Page, sp: &SchemaProp) -> Value {
+        if let Some(raw) = p.raw.get(&sp.name) {
+            return raw.clone();
+        }
+        let mut value = self.value_json(p, sp);
         let mut obj = json!({"id": sp.id, "type": sp.kind});
-        if matches!(
-            sp.kind.as_str(),
-            "title" | "rich_text" | "people" | "relation"
-        ) {
+        if matches!(sp.kind.as_str(), "people" | "relation") {
             let mut more = false;
             if let Some(a) = value.as_array_mut() {
                 if a.len() > 25 {
@@ -712,7 +966,15 @@ impl Store {
         obj
     }
 
-    pub fn page_json(&self, p: &Page, version: &str, only: Option<&[String]>) -> Value {
+    /// A page object. `retrieved`: the body of `GET /v1/pages/{id}`, whose parent on 2025-09-03+
+    /// names only the data source (recorded); query and search results carry the database id too.
+    pub fn page_json(
+        &self,
+        p: &Page,
+        version: &str,
+        only: Option<&[String]>,
+        retrieved: bool,
+    ) -> Value {
         let ds = &self.data_sources[&p.data_source_id];
         let mut props = Map::new();
         for sp in &ds.schema {
@@ -728,6 +990,8 @@ impl Store {
         }
         let parent = if version == "2022-06-28" {
             json!({"type":"database_id","database_id":ds.database_id})
+        } else if retrieved {
+            json!({"type":"data_source_id","data_source_id":ds.id})
         } else {
             json!({"type":"data_source_id","data_source_id":ds.id,"database_id":ds.database_id})
         };
@@ -737,7 +1001,7 @@ impl Store {
             "last_edited_time": iso(round_minute(p.edited_ms)),
             "created_by":{"object":"user","id":p.created_by},
             "last_edited_by":{"object":"user","id":p.edited_by},
-            "cover":null,"icon":null,"parent":parent,
+            "cover":p.cover,"icon":p.icon,"parent":parent,
         });
         if version != "2026-03-11" {
             o["archived"] = json!(p.in_trash);
@@ -750,6 +1014,7 @@ impl Store {
         o["properties"] = Value::Object(props);
         o["url"] = json!(self.page_url(p));
         o["public_url"] = Value::Null;
+        sign_files(&mut o, &self.render);
         o
     }
 
@@ -768,6 +1033,7 @@ impl Store {
         o["in_trash"] = json!(false);
         o["type"] = json!(b.kind);
         o[b.kind.as_str()] = b.body.clone();
+        sign_files(&mut o, &self.render);
         o
     }
 
@@ -786,7 +1052,8 @@ impl Store {
             "object":"data_source","id":ds.id,
             "title":[rich_text(&ds.name)],"description":[],
             "parent":{"type":"database_id","database_id":ds.database_id},
-            "database_parent":{"type":"workspace","workspace":true},
+            "database_parent":self.databases.get(&ds.database_id).map(|d| d.parent.clone())
+                .unwrap_or(json!({"type":"workspace","workspace":true})),
             "is_inline":false,"archived":false,"in_trash":false,
             "created_time": iso(round_minute(ds.created_ms)),
             "last_edited_time": iso(round_minute(ds.edited_ms)),
@@ -810,15 +1077,18 @@ impl Store {
         let mut o = json!({
             "object":"database","id":db.id,
             "title":[rich_text(&db.title)],"description":[],
-            "parent":{"type":"workspace","workspace":true},
+            "parent":db.parent,
             "is_inline":false,"in_trash":false,"is_locked":false,
             "created_time": ts(db.created_ms),"last_edited_time": ts(db.edited_ms),
             "icon":null,"cover":null,
             "url": format!("https://www.notion.so/{}", db.id.replace('-', "")),
             "public_url":null,
         });
-        if version == "2022-06-28" {
+        if version != "2026-03-11" {
+            // Recorded on 2025-09-03 too (notion-sdk-py database-retrieve); gone in 2026-03-11.
             o["archived"] = json!(false);
+        }
+        if version == "2022-06-28" {
             let ds = &self.data_sources[&db.data_sources[0]];
             o["properties"] = self.schema_json(ds);
         } else {
@@ -831,6 +1101,17 @@ impl Store {
         }
         o
     }
+}
+
+/// A formula property whose expression is `now()`: its value is the time of the read.
+pub fn is_now_formula(sp: &SchemaProp) -> bool {
+    sp.kind == "formula"
+        && sp
+            .config
+            .get("expression")
+            .and_then(|e| e.as_str())
+            .map(|e| e.trim() == "now()")
+            .unwrap_or(false)
 }
 
 pub fn percent_eq(a: &str, b: &str) -> bool {
