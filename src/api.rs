@@ -1,7 +1,7 @@
 //! The SQL-facing surface. Thin: arguments in, engine, JSON out. The public functions with
 //! composite results are SQL wrappers in sql/api.sql around these internal ones.
 
-use crate::sync;
+use crate::sync::{self, Mode, Outcome, SyncRequest, Trigger};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -15,14 +15,16 @@ fn _sync_database(
     p_hours_back: Option<i32>,
     p_trigger: &str,
 ) -> JsonB {
-    match sync::sync_database(
+    let req = SyncRequest::parse(
         p_user_id,
         p_database_id,
         p_database_name,
         p_mode,
         p_hours_back,
         p_trigger,
-    ) {
+    )
+    .unwrap_or_else(|e| e.raise());
+    match sync::sync_database(&req) {
         Ok(outcome) => {
             if let Some(e) = outcome.raise {
                 e.raise();
@@ -41,17 +43,15 @@ fn _sync_all(
     p_mode: &str,
     p_trigger: &str,
 ) -> SetOfIterator<'static, JsonB> {
-    sync::Mode::parse(p_mode).unwrap_or_else(|e| e.raise());
+    let mode = Mode::parse(p_mode).unwrap_or_else(|e| e.raise());
+    let trigger = Trigger::parse(p_trigger).unwrap_or_else(|e| e.raise());
     let list = crate::storage::registered(p_user_id).unwrap_or_else(|e| e.raise());
     let mut out = vec![];
     for (user, db, name) in list {
-        let result = match sync::sync_database(&user, &db, Some(&name), p_mode, None, p_trigger) {
-            Ok(o) => o.to_json(),
-            Err(e) => serde_json::json!({"database_id": db, "database_name": name, "mode": p_mode,
-                "status": "failed", "total": 0, "created": 0, "updated": 0, "skipped": 0, "deleted": 0,
-                "errors": [{"page_id": null, "error": e.to_string()}], "duration_ms": 0}),
-        };
-        out.push(JsonB(result));
+        let outcome = SyncRequest::new(&user, &db, Some(&name), mode, None, trigger)
+            .and_then(|req| sync::sync_database(&req))
+            .unwrap_or_else(|e| Outcome::failed(&db, &name, mode, &e));
+        out.push(JsonB(outcome.to_json()));
     }
     SetOfIterator::new(out)
 }

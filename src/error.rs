@@ -66,6 +66,18 @@ impl SyncError {
         }
     }
 
+    /// Whether a run that ends with this error raises it to the SQL caller, besides recording a
+    /// `failed` run: what the user must fix (token, sharing, the target table, a setting).
+    pub fn raised_by_sync(&self) -> bool {
+        matches!(
+            self,
+            SyncError::BadToken(_)
+                | SyncError::NotShared(_)
+                | SyncError::Target(..)
+                | SyncError::Api(ApiError::Config(_))
+        )
+    }
+
     /// Raises the error in Postgres (does not return).
     pub fn raise(self) -> ! {
         let code = self.sqlstate();

@@ -6,8 +6,9 @@
 //! copy is stale".
 
 use crate::error::SyncError;
+use crate::gucs;
 use crate::mapping;
-use crate::notion::client::{ApiError, Client};
+use crate::notion::client::Client;
 use crate::notion::model;
 use crate::storage;
 use crate::sync::{self, Txn};
@@ -97,17 +98,10 @@ pub fn file_url(
     let interrupt = || {
         pgrx::check_for_interrupts!();
     };
-    let mut client = Client::new(sync::client_config(token), &interrupt).map_err(SyncError::Api)?;
-    let raw = match client.get(&format!("/pages/{page_id}")) {
-        Ok(v) => v,
-        Err(ApiError::Http { status: 401, .. }) => {
-            return Err(SyncError::BadToken(user.to_string()))
-        }
-        Err(ApiError::Http {
-            status: 403 | 404, ..
-        }) => return Err(SyncError::NotSharedPage(page_id)),
-        Err(e) => return Err(SyncError::Api(e)),
-    };
+    let mut client = Client::new(gucs::client_config(token), &interrupt).map_err(SyncError::Api)?;
+    let raw = client
+        .get(&format!("/pages/{page_id}"))
+        .map_err(|e| sync::page_error(e, user, &page_id))?;
     let page = model::parse_page(&raw).map_err(SyncError::Storage)?;
     let Some((name, value)) = mapping::find_property(&page, property) else {
         return Err(SyncError::InvalidArgument(format!(

@@ -1,23 +1,40 @@
 //! Settings (`notion_sync.*`). Defined in `_PG_init` of every backend that loads the library, so the
 //! SQL functions see them with or without `shared_preload_libraries`.
 
+use crate::notion::client::Config;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::time::Duration;
 
-pub static API_URL: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"https://api.notion.com/v1"));
-pub static NOTION_VERSION: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"2025-09-03"));
-pub static DATABASE: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"postgres"));
-pub static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-pub static REQUESTS_PER_SECOND: GucSetting<f64> = GucSetting::<f64>::new(3.0);
-pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
-pub static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
-pub static CONTENT_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(3);
-pub static MAX_DELETE_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.5);
-pub static RUN_RETENTION: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"30 days"));
+/// The real API; tests point it at the local fake.
+const API_URL_DEFAULT: &CStr = c"https://api.notion.com/v1";
+/// The first version with data sources (2022-06-28 still works).
+const NOTION_VERSION_DEFAULT: &CStr = c"2025-09-03";
+/// Where the background worker connects.
+const DATABASE_DEFAULT: &CStr = c"postgres";
+/// How long run history and settled webhook events are kept.
+const RUN_RETENTION_DEFAULT: &CStr = c"30 days";
+
+static API_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(API_URL_DEFAULT));
+static NOTION_VERSION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(NOTION_VERSION_DEFAULT));
+static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(DATABASE_DEFAULT));
+static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// Notion's documented average limit is 3 requests per second per integration.
+static REQUESTS_PER_SECOND: GucSetting<f64> = GucSetting::<f64>::new(3.0);
+static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+/// Levels of the block tree read for a page body; every level costs requests.
+static CONTENT_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// Share of live rows one full scan may mark deleted (the mass-deletion guard, sync.rs).
+static MAX_DELETE_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+static RUN_RETENTION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(RUN_RETENTION_DEFAULT));
+
+/// The smallest request timeout (the GUC's minimum).
+const MIN_TIMEOUT_MS: i32 = 100;
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -70,7 +87,7 @@ pub fn init() {
         c"Timeout of one Notion API request.",
         c"",
         &HTTP_TIMEOUT_MS,
-        100,
+        MIN_TIMEOUT_MS,
         600_000,
         GucContext::Suset,
         GucFlags::UNIT_MS,
@@ -116,8 +133,68 @@ pub fn init() {
     );
 }
 
-pub fn string(s: &GucSetting<Option<CString>>, default: &str) -> String {
+fn string(s: &GucSetting<Option<CString>>, default: &CStr) -> String {
     s.get()
         .and_then(|c| c.into_string().ok())
-        .unwrap_or_else(|| default.to_string())
+        .unwrap_or_else(|| default.to_string_lossy().into_owned())
+}
+
+pub fn api_url() -> String {
+    string(&API_URL, API_URL_DEFAULT)
+}
+
+pub fn notion_version() -> String {
+    string(&NOTION_VERSION, NOTION_VERSION_DEFAULT)
+}
+
+/// The database the background worker serves.
+pub fn database() -> String {
+    string(&DATABASE, DATABASE_DEFAULT)
+}
+
+pub fn worker_enabled() -> bool {
+    WORKER_ENABLED.get()
+}
+
+pub fn requests_per_second() -> f64 {
+    REQUESTS_PER_SECOND.get()
+}
+
+pub fn http_timeout_ms() -> i32 {
+    HTTP_TIMEOUT_MS.get().max(MIN_TIMEOUT_MS)
+}
+
+pub fn http_timeout() -> Duration {
+    Duration::from_millis(http_timeout_ms() as u64)
+}
+
+pub fn max_retries() -> u32 {
+    MAX_RETRIES.get().max(0) as u32
+}
+
+/// Levels of page body a sync table reads.
+pub fn content_depth() -> u32 {
+    CONTENT_DEPTH.get().max(0) as u32
+}
+
+pub fn max_delete_fraction() -> f64 {
+    MAX_DELETE_FRACTION.get()
+}
+
+/// `notion_sync.run_retention` as an interval literal.
+pub fn run_retention() -> String {
+    string(&RUN_RETENTION, RUN_RETENTION_DEFAULT)
+}
+
+/// The Notion client settings for one token.
+pub fn client_config(token: String) -> Config {
+    Config {
+        api_url: api_url(),
+        version: notion_version(),
+        token,
+        timeout: http_timeout(),
+        max_retries: max_retries(),
+        rps: requests_per_second(),
+        budget: crate::shmem::take,
+    }
 }

@@ -270,12 +270,7 @@ fn uuid(v: &Value) -> Result<String, String> {
         Value::Object(o) => o.get("id").and_then(|i| i.as_str()).unwrap_or(""),
         _ => "",
     };
-    let hex: String = raw.chars().filter(|c| *c != '-').collect();
-    if hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(crate::notion::model::dashed(&hex.to_lowercase()))
-    } else {
-        Err(format!("{} is not a UUID", describe(v)))
-    }
+    model::notion_id(raw).ok_or_else(|| format!("{} is not a UUID", describe(v)))
 }
 
 fn number(v: &Value) -> Option<f64> {

@@ -1,16 +1,26 @@
 //! The sync engine: reads a Notion database page by page of 100, skips unchanged pages by hash,
 //! completes truncated values, reads bodies of changed pages, upserts in batches, marks deletions
 //! after a complete scan, and keeps the watermark behind committed data.
+//!
+//! Each API page of results goes through named stages (`Run::batch`): parse -> select the changed
+//! pages (SPI) -> fetch what they need (HTTP only) -> build rows -> write (SPI only). Where rows go
+//! is the run's `Target` (storage/sync_table.rs, storage/mapped.rs); what a run records is its
+//! `RunRecord` (storage/runs.rs).
 
 use crate::error::SyncError;
 use crate::gucs;
-use crate::mapping::{self, Mapping, PageInfo, Source, Special};
-use crate::notion::client::{self, ApiError, Client, Config};
-use crate::notion::model;
-use crate::storage::{self, RunCounts, TableSpec};
-use serde_json::{json, Value};
+use crate::mapping::Mapping;
+use crate::notion::client::{self, ApiError, Client};
+use crate::notion::model::{self, Page};
+use crate::storage::mapped::Mapped;
+use crate::storage::runs::{self, Fatal, NewRun, RunRecord, RunStatus};
+pub use crate::storage::runs::{Counts, Mode, Outcome, Trigger};
+use crate::storage::{
+    self, Fetched, Known, PageError, Registration, Row, Stored, SyncTable, Target,
+};
+use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Transport failures (timeouts, refused connections, 5xx after the retries) on this many pages in
 /// a row end the run: Notion is down or hangs, and going on page by page would take hours.
@@ -18,6 +28,10 @@ const DEAD_AFTER: u32 = 3;
 
 /// The mass-deletion guard applies from this many rows (or when a scan saw no page at all).
 const GUARD_MIN_ROWS: i64 = 10;
+
+/// Overlap re-read before the watermark: Notion rounds `last_edited_time` down to the minute, and
+/// its query index can lag a little behind an edit.
+const OVERLAP_MINUTES: i64 = 2;
 
 /// Whether an API error says Notion is not answering, rather than something about one page.
 fn unreachable(e: &ApiError) -> bool {
@@ -36,115 +50,13 @@ fn parent_source(page: &Value) -> Option<String> {
         .map(String::from)
 }
 
-/// Overlap re-read before the watermark: Notion rounds `last_edited_time` down to the minute, and
-/// its query index can lag a little behind an edit.
-const OVERLAP_MINUTES: i64 = 2;
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-pub enum Mode {
-    Full,
-    Incremental,
-}
-
-impl Mode {
-    pub fn parse(s: &str) -> Result<Mode, SyncError> {
-        match s.trim().to_lowercase().as_str() {
-            "full" => Ok(Mode::Full),
-            "incremental" => Ok(Mode::Incremental),
-            other => Err(SyncError::InvalidArgument(format!(
-                "unknown sync mode {other:?}: use 'full' or 'incremental'"
-            ))),
-        }
-    }
-    fn as_str(self) -> &'static str {
-        match self {
-            Mode::Full => "full",
-            Mode::Incremental => "incremental",
-        }
-    }
-}
-
 /// Accepts a Notion id with or without dashes, or a Notion URL; returns the dashed lowercase form.
 pub fn normalize_id(raw: &str) -> Result<String, SyncError> {
-    let no_query = raw.split(['?', '#']).next().unwrap_or("");
-    let hex: String = no_query
-        .chars()
-        .filter(|c| *c != '-')
-        .collect::<String>()
-        .to_lowercase();
-    // The id is the last 32 hex characters of the path (URLs carry a title slug before it).
-    let tail: String = hex
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_hexdigit())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    if tail.len() < 32 {
-        return Err(SyncError::InvalidArgument(format!(
+    model::notion_id_or_url(raw).ok_or_else(|| {
+        SyncError::InvalidArgument(format!(
             "{raw:?} is not a Notion database id: expected 32 hex digits (dashes optional) or a Notion URL"
-        )));
-    }
-    Ok(model::dashed(&tail[tail.len() - 32..]))
-}
-
-pub struct Outcome {
-    pub run_id: i64,
-    pub database_id: String,
-    pub database_name: String,
-    pub mode: &'static str,
-    pub counts: RunCounts,
-    pub errors: Vec<(Option<String>, String)>,
-    /// A failure the caller of `sync_notion_database` should see as an ERROR (bad token, not shared).
-    pub raise: Option<SyncError>,
-}
-
-impl Outcome {
-    pub fn to_json(&self) -> Value {
-        let mut errors: Vec<Value> = self
-            .errors
-            .iter()
-            .take(100)
-            .map(|(p, e)| json!({"page_id": p, "error": e}))
-            .collect();
-        if let Some(e) = &self.counts.error {
-            errors.insert(0, json!({"page_id": null, "error": e}));
-        }
-        json!({
-            "run_id": self.run_id, "database_id": self.database_id, "database_name": self.database_name,
-            "mode": self.mode, "status": self.counts.status, "total": self.counts.total,
-            "created": self.counts.created, "updated": self.counts.updated, "skipped": self.counts.skipped,
-            "deleted": self.counts.deleted, "errors": errors, "duration_ms": self.counts.duration_ms,
-        })
-    }
-}
-
-pub(crate) fn client_config(token: String) -> Config {
-    Config {
-        api_url: gucs::string(&gucs::API_URL, "https://api.notion.com/v1"),
-        version: gucs::string(&gucs::NOTION_VERSION, "2025-09-03"),
-        token,
-        timeout: Duration::from_millis(gucs::HTTP_TIMEOUT_MS.get().max(100) as u64),
-        max_retries: gucs::MAX_RETRIES.get().max(0) as u32,
-        rps: gucs::REQUESTS_PER_SECOND.get(),
-        budget: crate::shmem::take,
-    }
-}
-
-fn content_depth() -> u32 {
-    gucs::CONTENT_DEPTH.get().max(0) as u32
-}
-
-/// Levels of page body to read. A mapped table reads bodies only when it maps `@content` (and
-/// then at least one level, whatever content_depth says, since the user asked for the text).
-fn depth_for(mapping: Option<&Mapping>, content: bool) -> u32 {
-    match (content, mapping) {
-        (false, _) => 0,
-        (true, Some(m)) if m.wants_content() => content_depth().max(1),
-        (true, Some(_)) => 0,
-        (true, None) => content_depth(),
-    }
+        ))
+    })
 }
 
 fn ms(t: &str) -> Option<i64> {
@@ -168,6 +80,76 @@ fn classify(e: ApiError, user: &str, db: &str) -> SyncError {
             SyncError::NotShared(db.to_string())
         }
         _ => SyncError::Api(e),
+    }
+}
+
+/// Maps errors of a page read (a webhook refetch, a file URL): a 403 or 404 is about the page,
+/// not a database.
+pub(crate) fn page_error(e: ApiError, user: &str, page_id: &str) -> SyncError {
+    match e {
+        ApiError::Http { status: 401, .. } => SyncError::BadToken(user.to_string()),
+        ApiError::Http {
+            status: 403 | 404, ..
+        } => SyncError::NotSharedPage(page_id.to_string()),
+        e => SyncError::Api(e),
+    }
+}
+
+/// One sync asked for, checked once where it comes in (SQL call, schedule, webhook).
+pub struct SyncRequest {
+    pub user: String,
+    /// The database id in its dashed form.
+    pub db: String,
+    /// A name given to the call: it picks the sync table (unless the database maps its own).
+    pub name: Option<String>,
+    pub mode: Mode,
+    /// Re-read pages edited in the last hours, whatever the watermark says.
+    pub hours_back: Option<i32>,
+    pub trigger: Trigger,
+}
+
+impl SyncRequest {
+    /// A request from SQL arguments: 22023 for a bad mode, trigger, user, id or hours.
+    pub fn parse(
+        user: &str,
+        raw_db: &str,
+        name: Option<&str>,
+        mode: &str,
+        hours_back: Option<i32>,
+        trigger: &str,
+    ) -> Result<SyncRequest, SyncError> {
+        let mode = Mode::parse(mode)?;
+        let trigger = Trigger::parse(trigger)?;
+        SyncRequest::new(user, raw_db, name, mode, hours_back, trigger)
+    }
+
+    pub fn new(
+        user: &str,
+        raw_db: &str,
+        name: Option<&str>,
+        mode: Mode,
+        hours_back: Option<i32>,
+        trigger: Trigger,
+    ) -> Result<SyncRequest, SyncError> {
+        if user.trim().is_empty() {
+            return Err(SyncError::InvalidArgument(
+                "p_user_id must not be empty".into(),
+            ));
+        }
+        let db = normalize_id(raw_db)?;
+        if let Some(h) = hours_back.filter(|h| *h < 0) {
+            return Err(SyncError::InvalidArgument(format!(
+                "p_hours_back must be 0 or more, got {h}"
+            )));
+        }
+        Ok(SyncRequest {
+            user: user.to_string(),
+            db,
+            name: name.map(String::from),
+            mode,
+            hours_back,
+            trigger,
+        })
     }
 }
 
@@ -196,22 +178,14 @@ impl Txn {
 struct Run<'i> {
     client: Client<'i>,
     txn: Txn,
-    spec: &'static TableSpec,
-    /// Set for a table of the user's own: rows go there through the column map instead of `spec`.
-    mapping: Option<Box<Mapping>>,
-    /// Mapped columns whose Notion property is gone (deleted or renamed): reported once per run
-    /// and left out of the writes, so their stored values stay.
-    missing: Vec<usize>,
+    /// Where the rows go: a sync table or a table of the user's own.
+    target: Box<dyn Target>,
     user: String,
     db: String,
-    db_name: String,
     depth: u32,
     seen: HashSet<String>,
-    total: i64,
-    created: i64,
-    updated: i64,
-    skipped: i64,
-    errors: Vec<(Option<String>, String)>,
+    counts: Counts,
+    errors: Vec<PageError>,
     max_edited: Option<i64>,
     min_failed_edited: Option<i64>,
     /// Wall clock at the start of the run: a page stamped in the future (clock skew) must not
@@ -230,33 +204,51 @@ struct Run<'i> {
     fresh: bool,
 }
 
+/// Stage 1's output: a page of the results that parsed, and the data source it came from.
+struct Parsed {
+    page: Page,
+    source: String,
+}
+
+/// Stage 2's output: a page whose hash differs from the stored one (or that is new).
+struct Changed {
+    page: Page,
+    hash: String,
+    edited: Option<i64>,
+    /// The stored body, for a properties-only refetch that keeps it.
+    kept_body: Option<String>,
+}
+
+/// Same hash, and synced after the edit minute closed: nothing can have changed. Never back in
+/// time either: a late webhook refetch or a stale read of an older version is skipped.
+fn unchanged(known: &Known, hash: &str, edited: Option<i64>) -> bool {
+    let settled = match (known.synced_ms, edited) {
+        (Some(s), Some(e)) => s as i64 >= e + 60_000,
+        _ => true,
+    };
+    let older = matches!((known.edited_ms, edited), (Some(k), Some(e)) if (e as f64) < k);
+    (known.hash.as_deref() == Some(hash) && settled) || older
+}
+
 impl<'i> Run<'i> {
-    #[allow(clippy::too_many_arguments)]
+    /// `content`: whether page bodies are read (a properties-only webhook refetch reads none).
     fn new(
         client: Client<'i>,
         txn: Txn,
-        target: &str,
+        target: Box<dyn Target>,
         user: &str,
         db: &str,
-        db_name: String,
-        mapping: Option<Mapping>,
-        depth: u32,
+        content: bool,
     ) -> Run<'i> {
         Run {
             client,
             txn,
-            spec: storage::spec(target),
-            mapping: mapping.map(Box::new),
-            missing: vec![],
+            depth: target.depth(content),
+            target,
             user: user.to_string(),
             db: db.to_string(),
-            db_name,
-            depth,
             seen: HashSet::new(),
-            total: 0,
-            created: 0,
-            updated: 0,
-            skipped: 0,
+            counts: Counts::default(),
             errors: vec![],
             max_edited: None,
             min_failed_edited: None,
@@ -265,14 +257,6 @@ impl<'i> Run<'i> {
             volatile: HashMap::new(),
             dead_in_a_row: 0,
             fresh: false,
-        }
-    }
-
-    /// The notion_sync table holding this run's hashes: its sync table, or `mapped_pages`.
-    fn stored_table(&self) -> &'static str {
-        match self.mapping {
-            Some(_) => "mapped_pages",
-            None => self.spec.table,
         }
     }
 
@@ -285,27 +269,28 @@ impl<'i> Run<'i> {
         what: &str,
         e: ApiError,
     ) -> Result<(), SyncError> {
-        if unreachable(&e) {
-            self.dead_in_a_row += 1;
-            if self.dead_in_a_row >= DEAD_AFTER {
-                let timeout = gucs::HTTP_TIMEOUT_MS.get().max(100);
-                let why = match &e {
-                    ApiError::Transport(m) if m.contains("timed out") || m.contains("imeout") => {
-                        format!("Notion did not answer within http_timeout_ms = {timeout} ms")
-                    }
-                    _ => "Notion did not answer".to_string(),
-                };
-                return Err(SyncError::Unreachable(format!(
-                    "{why} for {n} pages in a row (after {r} retries each); the run stopped. Last error, {what} of page {id}: {e}",
-                    n = self.dead_in_a_row,
-                    r = gucs::MAX_RETRIES.get().max(0),
-                )));
-            }
-        } else {
+        if !unreachable(&e) {
             self.dead_in_a_row = 0;
+            self.fail_page(Some(id.to_string()), edited, format!("{what}: {e}"));
+            return Ok(());
         }
-        self.fail_page(Some(id.to_string()), edited, format!("{what}: {e}"));
-        Ok(())
+        self.dead_in_a_row += 1;
+        if self.dead_in_a_row < DEAD_AFTER {
+            self.fail_page(Some(id.to_string()), edited, format!("{what}: {e}"));
+            return Ok(());
+        }
+        let why = match &e {
+            ApiError::Transport(m) if m.contains("timed out") || m.contains("imeout") => format!(
+                "Notion did not answer within http_timeout_ms = {} ms",
+                gucs::http_timeout_ms()
+            ),
+            _ => "Notion did not answer".to_string(),
+        };
+        Err(SyncError::Unreachable(format!(
+            "{why} for {n} pages in a row (after {r} retries each); the run stopped. Last error, {what} of page {id}: {e}",
+            n = self.dead_in_a_row,
+            r = gucs::max_retries(),
+        )))
     }
 
     /// Reads, once per run, which formulas of a data source use `now()` (their values change on
@@ -342,16 +327,10 @@ impl<'i> Run<'i> {
         self.errors.push((id, msg));
     }
 
-    /// Processes one API page of query results. In the caller's transaction it runs in a memory
-    /// context of its own, deleted afterwards, so what SPI allocates for a batch does not pile up
-    /// over a long scan (the worker's transactions free theirs at commit).
-    fn batch(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
-        if self.txn == Txn::PerBatch {
-            return self.batch_in_context(results, watermark);
+    fn note_edited(&mut self, edited: Option<i64>) {
+        if let Some(e) = edited {
+            self.max_edited = Some(self.max_edited.map_or(e, |m| m.max(e)));
         }
-        let mut cx = pgrx::PgMemoryContexts::new("notion_sync batch");
-        // SAFETY: nothing allocated in `cx` outlives the closure; only Rust values come out.
-        unsafe { cx.switch_to(|_| self.batch_in_context(results, watermark)) }
     }
 
     /// The watermark this run may commit: the newest edit seen, never past a page that failed,
@@ -365,76 +344,115 @@ impl<'i> Run<'i> {
         wm.map(|w| w.min(self.started_ms))
     }
 
-    fn batch_in_context(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
-        let mut pages = vec![];
-        for r in results {
-            let id = r.get("id").and_then(|i| i.as_str()).map(String::from);
-            if let Some(id) = &id {
-                if !self.seen.insert(id.clone()) {
-                    continue; // re-read at a window boundary
-                }
-            }
-            self.total += 1;
-            let edited = r
-                .get("last_edited_time")
-                .and_then(|t| t.as_str())
-                .and_then(ms);
-            match model::parse_page(r) {
-                Ok(p) => {
-                    let source = parent_source(r).unwrap_or_default();
-                    if p.properties.values().any(|v| v["type"] == "formula") {
-                        self.load_volatile(&source);
-                    }
-                    pages.push((p, source));
-                }
-                Err(e) => self.fail_page(id, edited, e),
-            }
+    /// Processes one API page of query results. In the caller's transaction it runs in a memory
+    /// context of its own, deleted afterwards, so what SPI allocates for a batch does not pile up
+    /// over a long scan (the worker's transactions free theirs at commit).
+    fn batch(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
+        if self.txn == Txn::PerBatch {
+            return self.batch_in_context(results, watermark);
         }
+        let mut cx = pgrx::PgMemoryContexts::new("notion_sync batch");
+        // SAFETY: nothing allocated in `cx` outlives the closure; only Rust values come out.
+        unsafe { cx.switch_to(|_| self.batch_in_context(results, watermark)) }
+    }
+
+    fn batch_in_context(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
+        let pages = self.parse(results);
         if pages.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = pages.iter().map(|(p, _)| p.id.clone()).collect();
-        let table = self.spec.table;
-        let stored = match (self.fresh, &self.mapping) {
-            (true, _) => storage::Stored::new(),
-            (false, Some(m)) => self
-                .txn
-                .run(|| storage::mapped::existing(m, &self.user, &ids))?,
-            (false, None) => self
-                .txn
-                .run(|| storage::existing(table, &self.user, &ids))?,
-        };
-        let mut rows = vec![];
-        let mut mapped_rows = vec![];
-        let mut edited_of = HashMap::new();
-        for (mut page, source) in pages {
-            let edited = page.last_edited_time.as_deref().and_then(ms);
-            let volatile = self.volatile.get(&source).map_or(&[][..], |v| v.as_slice());
-            let page_hash = model::page_hash_with(&page, volatile);
-            let hash = match &self.mapping {
-                Some(m) => mapping::row_hash(&page_hash, m),
-                None => page_hash,
-            };
-            if let Some(known) = stored.get(&page.id) {
-                // Same hash, and synced after the edit minute closed: nothing can have changed.
-                let settled = match (known.synced_ms, edited) {
-                    (Some(s), Some(e)) => s as i64 >= e + 60_000,
-                    _ => true,
-                };
-                // Never back in time: a late webhook refetch or a stale read of an older version.
-                let older =
-                    matches!((known.edited_ms, edited), (Some(k), Some(e)) if (e as f64) < k);
-                if (known.hash.as_deref() == Some(hash.as_str()) && settled) || older {
-                    self.skipped += 1;
-                    self.note_edited(edited);
-                    continue;
+        let changed = self.changed(pages)?;
+        let fetched = self.fetch(changed)?;
+        let rows = self.rows(fetched);
+        self.write(rows, watermark)
+    }
+
+    /// Stage 1: the pages of `results` this run has not seen yet (a window boundary re-reads
+    /// some), parsed; a malformed one is a page error. Reads a data source's `now()` formulas the
+    /// first time one of its pages has formulas.
+    fn parse(&mut self, results: &[Value]) -> Vec<Parsed> {
+        let mut pages = vec![];
+        for r in results {
+            let id = r.get("id").and_then(|i| i.as_str()).map(String::from);
+            if id.as_ref().is_some_and(|id| !self.seen.insert(id.clone())) {
+                continue;
+            }
+            self.counts.total += 1;
+            match model::parse_page(r) {
+                Ok(page) => {
+                    let source = parent_source(r).unwrap_or_default();
+                    if page.properties.values().any(|v| v["type"] == "formula") {
+                        self.load_volatile(&source);
+                    }
+                    pages.push(Parsed { page, source });
+                }
+                Err(e) => {
+                    let edited = r.get("last_edited_time").and_then(|t| t.as_str());
+                    self.fail_page(id, edited.and_then(ms), e)
                 }
             }
+        }
+        pages
+    }
+
+    /// Stage 2 (SPI): the pages whose hash is not the stored one; the others count as skipped.
+    /// A properties-only refetch also reads the body it keeps.
+    fn changed(&mut self, pages: Vec<Parsed>) -> Result<Vec<Changed>, SyncError> {
+        let ids: Vec<String> = pages.iter().map(|p| p.page.id.clone()).collect();
+        let stored = match self.fresh {
+            true => Stored::new(),
+            false => self.txn.run(|| self.target.existing(&ids))?,
+        };
+        let mut changed = vec![];
+        for Parsed { page, source } in pages {
+            let edited = page.last_edited_time.as_deref().and_then(ms);
+            let volatile = self.volatile.get(&source).map_or(&[][..], |v| v.as_slice());
+            let hash = self.target.hash(model::page_hash_with(&page, volatile));
+            if stored
+                .get(&page.id)
+                .is_some_and(|k| unchanged(k, &hash, edited))
+            {
+                self.counts.skipped += 1;
+                self.note_edited(edited);
+                continue;
+            }
+            let kept_body = None;
+            changed.push(Changed {
+                page,
+                hash,
+                edited,
+                kept_body,
+            });
+        }
+        if self.keep_body && self.depth == 0 && !changed.is_empty() {
+            let target = &self.target;
+            self.txn.run(|| {
+                for c in &mut changed {
+                    c.kept_body = target.kept_body(&c.page.id)?;
+                }
+                Ok::<_, SyncError>(())
+            })?;
+        }
+        Ok(changed)
+    }
+
+    /// Stage 3 (HTTP only): completes properties Notion truncated and reads page bodies.
+    fn fetch(&mut self, changed: Vec<Changed>) -> Result<Vec<Fetched>, SyncError> {
+        let mut fetched = vec![];
+        for Changed {
+            mut page,
+            hash,
+            edited,
+            kept_body,
+        } in changed
+        {
             if let Err(e) = self.complete(&mut page) {
                 self.read_failed(&page.id, edited, "completing its properties", e)?;
                 continue;
             }
-            let body = if self.depth > 0 {
+            let body = if self.depth == 0 {
+                kept_body
+            } else {
                 match self.client.page_text(&page.id, self.depth) {
                     Ok(t) => {
                         self.dead_in_a_row = 0;
@@ -445,173 +463,114 @@ impl<'i> Run<'i> {
                         continue;
                     }
                 }
-            } else if self.keep_body && self.mapping.is_none() {
-                let (table, id) = (self.spec.table, page.id.clone());
-                self.txn
-                    .run(|| storage::stored_body(table, &self.user, &id))?
-            } else {
-                None
             };
-            if self.mapping.is_some() {
-                match self.mapped_row(&page, body.as_deref(), hash) {
-                    Ok(r) => {
-                        edited_of.insert(page.id.clone(), edited);
-                        mapped_rows.push(r);
-                    }
-                    Err(e) => {
-                        self.fail_page(Some(page.id.clone()), edited, e);
-                        continue;
-                    }
-                }
-                self.note_edited(edited);
-                continue;
-            }
-            let text = model::text_property(&page, self.spec.text_props)
-                .or_else(|| body.clone().filter(|b| !b.trim().is_empty()));
-            let desc = self
-                .spec
-                .desc
-                .and_then(|(_, props)| model::text_property(&page, props));
-            // An int column: a count Postgres would refuse is left out rather than failing the batch.
-            let message_count =
-                model::number_property(&page, &["Message Count", "Messages Count", "Messages"])
-                    .filter(|n| n.is_finite() && n.abs() <= i32::MAX as f64)
-                    .map(|n| n as i64)
-                    .or_else(|| {
-                        text.as_ref()
-                            .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count() as i64)
-                    });
-            // Moved into the row, not copied (json! would serialise a deep copy of each value).
-            let mut row = serde_json::Map::new();
-            row.insert("id".into(), Value::String(page.id));
-            row.insert("name".into(), Value::String(page.title));
-            row.insert("text".into(), text.map_or(Value::Null, Value::String));
-            row.insert("descr".into(), desc.map_or(Value::Null, Value::String));
-            row.insert(
-                "message_count".into(),
-                message_count.map_or(Value::Null, Value::from),
-            );
-            row.insert("properties".into(), Value::Object(page.properties));
-            row.insert("hash".into(), Value::String(hash));
-            row.insert("url".into(), page.url.map_or(Value::Null, Value::String));
-            row.insert(
-                "created".into(),
-                page.created_time.map_or(Value::Null, Value::String),
-            );
-            row.insert(
-                "edited".into(),
-                page.last_edited_time.map_or(Value::Null, Value::String),
-            );
-            row.insert("body".into(), body.map_or(Value::Null, Value::String));
-            rows.push(Value::Object(row));
-            self.note_edited(edited);
+            fetched.push(Fetched {
+                page,
+                hash,
+                edited,
+                body,
+            });
         }
-        let mut skip = self.missing.clone();
-        if let (Some(m), true) = (&self.mapping, self.keep_body) {
-            skip.extend(
-                (0..m.columns.len())
-                    .filter(|i| m.columns[*i].source == Source::Special(Special::Content)),
-            );
-        }
-        let offered = (rows.len() + mapped_rows.len()) as i64;
-        let (c, u, failed) = self.txn.run(|| {
-            let (c, u, failed) = match &self.mapping {
-                Some(m) => storage::mapped::upsert(m, &skip, &self.user, &self.db, mapped_rows)?,
-                None => {
-                    let (c, u) =
-                        storage::upsert(self.spec, &self.user, &self.db, &self.db_name, rows)?;
-                    (c, u, vec![])
-                }
-            };
-            if watermark {
-                // Not past a page that just failed to be written either.
-                let failed_min = failed
-                    .iter()
-                    .filter_map(|(id, _)| edited_of.get(id).copied().flatten())
-                    .min();
-                let wm = self
-                    .watermark()
-                    .map(|w| failed_min.map_or(w, |f: i64| w.min(f)))
-                    .map(iso);
-                if let Some(w) = &wm {
-                    storage::set_watermark(&self.user, &self.db, Some(w), false)?;
-                }
-            }
-            Ok::<_, SyncError>((c, u, failed))
-        })?;
-        // Rows offered but neither created, updated nor failed were equal to what is stored.
-        self.skipped += offered - c - u - failed.len() as i64;
-        for (id, e) in failed {
-            let edited = edited_of.get(&id).copied().flatten();
-            self.fail_page(Some(id), edited, e);
-        }
-        self.created += c;
-        self.updated += u;
-        Ok(())
-    }
-
-    /// One page as a row of the mapped table. A property the map names that the page lacks was
-    /// deleted or renamed in Notion: one error for the run, and its column is left alone.
-    fn mapped_row(
-        &mut self,
-        page: &model::Page,
-        body: Option<&str>,
-        hash: String,
-    ) -> Result<storage::mapped::Row, String> {
-        let Some(m) = self.mapping.as_deref() else {
-            return Err("no column map".into());
-        };
-        for (i, col) in m.columns.iter().enumerate() {
-            if let Source::Property(p) = &col.source {
-                if mapping::find_property(page, p).is_none() && !self.missing.contains(&i) {
-                    self.missing.push(i);
-                    self.errors.push((
-                        None,
-                        format!(
-                            "column \"{}\" of {}: Notion property {p:?} is not in {} any more (deleted or renamed); \
-                             the column was left unchanged. Map it by property id to follow renames, \
-                             or register the database again without it",
-                            col.name, m.table, self.db_name
-                        ),
-                    ));
-                }
-            }
-        }
-        let info = PageInfo {
-            page,
-            body,
-            user: &self.user,
-        };
-        let values = mapping::row(m, &info, &self.missing)?;
-        let has_email = page.properties.values().any(|p| {
-            p["type"] == "email" && p["value"].as_str().is_some_and(|e| !e.trim().is_empty())
-        });
-        Ok(storage::mapped::Row {
-            page_id: page.id.clone(),
-            values,
-            meta: json!({
-                "id": page.id, "title": page.title, "url": page.url, "hash": hash,
-                "has_content": body.is_some_and(|b| !b.trim().is_empty()), "has_email": has_email,
-                "doc": m.searchable.then(|| mapping::search_text(m, &info)),
-                "edited": page.last_edited_time,
-            }),
-        })
-    }
-
-    fn note_edited(&mut self, edited: Option<i64>) {
-        if let Some(e) = edited {
-            self.max_edited = Some(self.max_edited.map_or(e, |m| m.max(e)));
-        }
+        Ok(fetched)
     }
 
     /// Reads the full value of properties Notion truncated at 25 items.
-    fn complete(&mut self, page: &mut model::Page) -> Result<(), ApiError> {
+    fn complete(&mut self, page: &mut Page) -> Result<(), ApiError> {
         for (name, pid, kind) in page.truncated.clone() {
             let (items, item) = self.client.property_items(&page.id, &pid)?;
             model::complete_property_with(page, &name, &kind, &items, item.as_ref())
                 .map_err(ApiError::Decode)?;
         }
         Ok(())
+    }
+
+    /// Stage 4: the rows of the target; a page it cannot take is a page error.
+    fn rows(&mut self, fetched: Vec<Fetched>) -> Vec<Row> {
+        let mut rows = vec![];
+        for page in fetched {
+            let (id, edited) = (page.page.id.clone(), page.edited);
+            match self.target.row(page, &mut self.errors) {
+                Ok(row) => {
+                    rows.push(row);
+                    self.note_edited(edited);
+                }
+                Err(e) => self.fail_page(Some(id), edited, e),
+            }
+        }
+        rows
+    }
+
+    /// Stage 5 (SPI only): upserts the rows and, with `watermark`, moves the watermark behind them
+    /// in the same transaction (never past a row that failed to be written).
+    fn write(&mut self, rows: Vec<Row>, watermark: bool) -> Result<(), SyncError> {
+        let offered = rows.len() as i64;
+        let (keep_body, wm) = (self.keep_body, self.watermark());
+        let (target, user, db) = (&mut self.target, &self.user, &self.db);
+        let written = self.txn.run(|| {
+            let written = target.upsert(rows, keep_body)?;
+            let failed_min = written.failed.iter().filter_map(|f| f.1).min();
+            let wm = wm.map(|w| failed_min.map_or(w, |f| w.min(f)));
+            if let (true, Some(w)) = (watermark, wm) {
+                storage::set_watermark(user, db, Some(&iso(w)), false)?;
+            }
+            Ok::<_, SyncError>(written)
+        })?;
+        // Rows offered but neither created, updated nor failed were equal to what is stored.
+        let failed = written.failed.len() as i64;
+        self.counts.skipped += offered - written.created - written.updated - failed;
+        for (id, edited, e) in written.failed {
+            self.fail_page(Some(id), edited, e);
+        }
+        self.counts.created += written.created;
+        self.counts.updated += written.updated;
+        Ok(())
+    }
+
+    /// The end of a scan (SPI): statistics, deletions after a `complete` full scan of every page
+    /// (`whole`: no hours_back), and the watermark unless the run failed. Returns rows deleted.
+    fn conclude(
+        &mut self,
+        mode: Mode,
+        complete: bool,
+        whole: bool,
+        ok: bool,
+    ) -> Result<i64, SyncError> {
+        // Statistics first: the deletion query below is planned on them, and on a table that
+        // was empty it was a nested loop over every id (5 of the 6.5 s of a first 10k sync).
+        if self.counts.created >= 1000 {
+            storage::analyze(self.target.stored_table())?;
+        }
+        // Deletions only from a complete, error-free full scan of every source. A run that
+        // started with nothing stored wrote every row it has: nothing can be missing.
+        let mut full_done = mode == Mode::Full && complete;
+        let mut deleted = 0;
+        if full_done && whole && !self.fresh {
+            match self.deletions()? {
+                Some(n) => deleted = n,
+                None => full_done = false,
+            }
+        }
+        if ok {
+            let wm = self.watermark().map(iso);
+            storage::set_watermark(&self.user, &self.db, wm.as_deref(), full_done)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Marks in trash what a complete full scan did not see, unless the mass-deletion guard
+    /// holds: then None, and its reason is a run error.
+    fn deletions(&mut self) -> Result<Option<i64>, SyncError> {
+        let seen: Vec<String> = self.seen.drain().collect();
+        let table = self.target.stored_table();
+        let (live, gone) = storage::deletion_counts(table, &self.user, &self.db, &seen)?;
+        if let Some(why) = mass_deletion(live, gone, seen.len()) {
+            self.errors.push((None, why));
+            return Ok(None);
+        }
+        if gone == 0 {
+            return Ok(Some(0));
+        }
+        self.target.mark_deleted(seen).map(Some)
     }
 }
 
@@ -630,17 +589,93 @@ struct Scan {
     complete: bool,
 }
 
+impl Scan {
+    /// No data source (a missing key, an unshared source, a shape to come) is not an empty
+    /// database: the scan is incomplete and nothing may be marked deleted.
+    fn new(sources: Vec<String>, since: Option<String>) -> Scan {
+        Scan {
+            complete: !sources.is_empty(),
+            sources,
+            index: 0,
+            key: if since.is_some() {
+                "last_edited_time"
+            } else {
+                "created_time"
+            },
+            since,
+            window_from: None,
+            cursor: None,
+            window_max: None,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.index >= self.sources.len()
+    }
+
+    /// Where the current query starts: its window, else the scan's start.
+    fn from(&self) -> Option<String> {
+        self.window_from.clone().or_else(|| self.since.clone())
+    }
+
+    /// An incremental scan of one source reads in edit order: each batch may move the watermark.
+    fn moves_watermark(&self) -> bool {
+        self.key == "last_edited_time" && self.sources.len() == 1
+    }
+
+    /// Remembers the newest sort key of the results (where a capped query's next window starts).
+    fn note_keys(&mut self, results: &[Value]) {
+        for r in results {
+            if let Some(c) = r.get(self.key).and_then(|c| c.as_str()) {
+                if self.window_max.as_deref().is_none_or(|m| ms(c) > ms(m)) {
+                    self.window_max = Some(c.to_string());
+                }
+            }
+        }
+    }
+
+    /// After a page of results: the next cursor, the next window (the 10,000-result cap), or the
+    /// next source. Returns a run error when the cap cannot be got around.
+    fn advance(&mut self, resp: &Value) -> Option<String> {
+        let incomplete = resp
+            .pointer("/request_status/type")
+            .and_then(|t| t.as_str())
+            == Some("incomplete");
+        match client::next_cursor(resp) {
+            Some(c) => self.cursor = Some(c),
+            // The 10,000-result cap: restart from the last minute of the sort key seen.
+            None if incomplete => {
+                let next = self.window_max.clone();
+                if next.is_none() || next == self.window_from {
+                    self.complete = false;
+                    self.index += 1;
+                    return Some(format!(
+                        "the query cap was reached inside one {} minute; some pages were not read",
+                        self.key
+                    ));
+                }
+                self.window_from = next;
+                self.cursor = None;
+            }
+            None => {
+                self.index += 1;
+                self.window_from = None;
+                self.window_max = None;
+                self.cursor = None;
+            }
+        }
+        None
+    }
+}
+
 /// One sync of one database, run step by step (one API page of results per step) so the worker
 /// can interleave the databases of several users.
 pub struct Job<'i> {
     run: Run<'i>,
     scan: Scan,
-    run_id: i64,
-    mode: Mode,
+    record: RunRecord,
     hours_back: Option<i32>,
-    started: Instant,
     fatal: Option<SyncError>,
-    lock: (i32, i32),
 }
 
 pub enum Started<'i> {
@@ -648,165 +683,208 @@ pub enum Started<'i> {
     Done(Box<Outcome>),
 }
 
-/// Checks arguments and the token, records the run, reads the data sources. `Err` only for bad
-/// arguments and missing tokens (nothing recorded); every later failure is recorded in the run.
-#[allow(clippy::too_many_arguments)]
-pub fn start<'i>(
-    user: &str,
-    raw_db: &str,
-    name: Option<&str>,
-    mode: &str,
-    hours_back: Option<i32>,
-    trigger: &str,
-    txn: Txn,
-    interrupt: &'i dyn Fn(),
-) -> Result<Started<'i>, SyncError> {
-    let started = Instant::now();
-    let mode = Mode::parse(mode)?;
-    if user.trim().is_empty() {
-        return Err(SyncError::InvalidArgument(
-            "p_user_id must not be empty".into(),
-        ));
-    }
-    let db = normalize_id(raw_db)?;
-    if let Some(h) = hours_back {
-        if h < 0 {
-            return Err(SyncError::InvalidArgument(format!(
-                "p_hours_back must be 0 or more, got {h}"
-            )));
-        }
-    }
-    let lock = storage::lock_key(user, &db);
-    let (token, reg, db_name, target, run_id, locked) = txn.run(|| {
-        storage::check_version()?;
-        let token =
-            storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-        let reg = storage::registration(user, &db)?;
-        let db_name = name
-            .map(String::from)
-            .or_else(|| reg.as_ref().map(|r| r.database_name.clone()))
-            .unwrap_or_default();
-        let target = match (&reg, name) {
-            // A name given to the call picks a sync table, unless the database maps its own.
-            (Some(r), _) if r.mapped || name.is_none() => r.target_table.clone(),
-            _ => storage::target_for_name(&db_name).to_string(),
-        };
-        // One run per database at a time: a SQL call waits for a running one (cancellable), the
-        // worker skips and records the skip.
-        let locked = storage::lock_run(lock, txn == Txn::Caller)?;
-        let status = if locked { "running" } else { "skipped" };
-        let run_id =
-            storage::start_run(user, &db, &db_name, &target, trigger, mode.as_str(), status)?;
-        Ok::<_, SyncError>((token, reg, db_name, target, run_id, locked))
-    })?;
-    let mut ended = Ended {
-        run_id,
-        user,
-        db: &db,
-        mode,
-        started,
-        txn,
-        lock: None,
-    };
-    if !locked {
-        let e = "skipped: another sync of this database is still running".to_string();
-        return ended
-            .finish(db_name, None, Tally::default(), Some(Fatal::Skipped(e)))
-            .map(|o| Started::Done(Box::new(o)));
-    }
-    ended.lock = Some(lock);
-    let mut client = match Client::new(client_config(token), interrupt) {
-        Ok(c) => c,
-        Err(e) => return ended.fail(db_name, None, SyncError::Api(e)),
-    };
-    let (title, sources) = match client.sources(&db) {
-        Ok(s) => s,
-        Err(e) => return ended.fail(db_name, Some(&client), classify(e, user, &db)),
-    };
-    let mut db_name = db_name;
-    if db_name.is_empty() {
-        db_name = if title.is_empty() { db.clone() } else { title };
-    }
-    let target = if reg.is_none() && name.is_none() {
-        storage::target_for_name(&db_name).to_string()
-    } else {
-        target
-    };
-    txn.run(|| {
-        storage::ensure_registered(user, &db, &db_name, &target)?;
-        storage::set_data_sources(user, &db, &sources)
-    })?;
-    // A table of the user's own is checked again at every run: it may have changed since.
-    let mapping = if reg.as_ref().is_some_and(|r| r.mapped) {
-        match txn.run(|| storage::mapped::load(user, &db)) {
-            Ok(m) => m,
-            Err(e) => return ended.fail(db_name, Some(&client), e),
-        }
-    } else {
-        None
-    };
-    let depth = depth_for(mapping.as_ref(), true);
+/// What the transaction before any HTTP gives a run.
+struct Opened {
+    token: String,
+    reg: Option<Registration>,
+    record: RunRecord,
+    /// The target table named in the run row.
+    table: String,
+    /// A table of the user's own: its column map, checked against the table.
+    mapping: Result<Option<Mapping>, SyncError>,
+}
 
-    let since = match (
-        mode,
-        hours_back,
-        reg.as_ref().and_then(|r| r.watermark.as_deref()),
-    ) {
+/// The table a run writes: a name given to the call picks a sync table, unless the database maps
+/// its own; else the registered one.
+fn target_table(req: &SyncRequest, reg: Option<&Registration>, db_name: &str) -> String {
+    match reg {
+        Some(r) if r.mapped || req.name.is_none() => r.target_table.clone(),
+        _ => storage::target_for_name(db_name).to_string(),
+    }
+}
+
+fn make_target(
+    table: &str,
+    mapping: Option<Mapping>,
+    user: &str,
+    db: &str,
+    db_name: &str,
+) -> Box<dyn Target> {
+    match mapping {
+        Some(m) => Box::new(Mapped::new(m, user, db, db_name)),
+        None => Box::new(SyncTable::new(table, user, db, db_name)),
+    }
+}
+
+/// The one transaction before any HTTP: schema version, token, registration, run lock, run row,
+/// and (while the lock is held) a mapped table's column map, checked again at every run since the
+/// table may have changed.
+fn open(req: &SyncRequest, txn: Txn, started: Instant) -> Result<Opened, SyncError> {
+    storage::check_version()?;
+    let user = req.user.as_str();
+    let token = storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
+    let reg = storage::registration(user, &req.db)?;
+    let db_name = req
+        .name
+        .clone()
+        .or_else(|| reg.as_ref().map(|r| r.database_name.clone()))
+        .unwrap_or_default();
+    let table = target_table(req, reg.as_ref(), &db_name);
+    // One run per database at a time: a SQL call waits for a running one (cancellable), the
+    // worker skips and records the skip.
+    let lock = runs::lock_key(user, &req.db);
+    let locked = runs::lock_run(lock, txn == Txn::Caller)?;
+    let status = if locked {
+        RunStatus::Running
+    } else {
+        RunStatus::Skipped
+    };
+    let new = NewRun {
+        user,
+        db: &req.db,
+        db_name: &db_name,
+        target: &table,
+        mode: req.mode,
+        trigger: req.trigger,
+        started,
+    };
+    let mut record = RunRecord::open(new, status)?;
+    record.lock = locked.then_some(lock);
+    let mapping = match &reg {
+        Some(r) if r.mapped && locked => storage::mapped::load(user, &req.db),
+        _ => Ok(None),
+    };
+    Ok(Opened {
+        token,
+        reg,
+        record,
+        table,
+        mapping,
+    })
+}
+
+/// The one transaction after the data sources are read: registration (a database synced without
+/// registering gets schedule `manual`), its data source ids, and whether nothing of it is stored.
+fn register(
+    req: &SyncRequest,
+    db_name: &str,
+    table: &str,
+    sources: &[String],
+    stored_table: Option<&'static str>,
+) -> Result<bool, SyncError> {
+    storage::ensure_registered(&req.user, &req.db, db_name, table)?;
+    storage::set_data_sources(&req.user, &req.db, sources)?;
+    match stored_table {
+        Some(t) => Ok(!storage::has_rows(t, &req.user, &req.db)?),
+        None => Ok(false),
+    }
+}
+
+/// Where the scan starts: `hours_back`, else an incremental run's watermark less the overlap;
+/// None reads everything.
+fn since(req: &SyncRequest, reg: Option<&Registration>) -> Option<String> {
+    let watermark = reg.and_then(|r| r.watermark.as_deref());
+    match (req.mode, req.hours_back, watermark) {
         (_, Some(h), _) => Some(iso(
             chrono::Utc::now().timestamp_millis() - h as i64 * 3_600_000
         )),
         (Mode::Incremental, None, Some(w)) => ms(w).map(|w| iso(w - OVERLAP_MINUTES * 60_000)),
         _ => None,
-    };
-    let key = if since.is_some() {
-        "last_edited_time"
-    } else {
-        "created_time"
-    };
-    let mut run = Run::new(client, txn, &target, user, &db, db_name, mapping, depth);
-    // No data source (a missing key, an unshared source, a shape to come) is not an empty
-    // database: the scan is incomplete and nothing may be marked deleted.
-    let complete = !sources.is_empty();
-    if !complete {
-        run.errors.push((
-            None,
-            format!("Notion listed no data source for database {db}: nothing was read and nothing is marked deleted"),
-        ));
     }
-    let stored = run.stored_table();
-    run.fresh = txn.run(|| storage::has_rows(stored, user, &db).map(|h| !h))?;
-    Ok(Started::Running(Box::new(Job {
-        run,
-        scan: Scan {
-            sources,
-            index: 0,
-            key,
-            since,
-            window_from: None,
-            cursor: None,
-            window_max: None,
-            complete,
-        },
-        run_id,
-        mode,
-        hours_back,
-        started,
-        fatal: None,
-        lock,
-    })))
 }
 
-impl Job<'_> {
+fn done<'i>(o: Outcome) -> Started<'i> {
+    Started::Done(Box::new(o))
+}
+
+/// A run that fails before reading any page.
+fn fail<'i>(
+    record: RunRecord,
+    txn: Txn,
+    client: Option<&Client>,
+    e: SyncError,
+) -> Result<Started<'i>, SyncError> {
+    end_run(record, txn, client, Some(Fatal::Error(e))).map(done)
+}
+
+/// Checks the token, records the run, reads the data sources. `Err` only for a missing token (and
+/// the schema check; nothing recorded); every later failure is recorded in the run.
+pub fn start<'i>(
+    req: &SyncRequest,
+    txn: Txn,
+    interrupt: &'i dyn Fn(),
+) -> Result<Started<'i>, SyncError> {
+    let opened = txn.run(|| open(req, txn, Instant::now()))?;
+    let Opened {
+        token,
+        reg,
+        mut record,
+        table,
+        mapping,
+    } = opened;
+    if record.lock.is_none() {
+        let e = "skipped: another sync of this database is still running".to_string();
+        return end_run(record, txn, None, Some(Fatal::Skipped(e))).map(done);
+    }
+    let mut client = match Client::new(gucs::client_config(token), interrupt) {
+        Ok(c) => c,
+        Err(e) => return fail(record, txn, None, SyncError::Api(e)),
+    };
+    let (title, sources) = match client.sources(&req.db) {
+        Ok(s) => s,
+        Err(e) => return fail(record, txn, Some(&client), classify(e, &req.user, &req.db)),
+    };
+    if record.db_name.is_empty() {
+        record.db_name = if title.is_empty() {
+            req.db.clone()
+        } else {
+            title
+        };
+    }
+    let table = match (&reg, &req.name) {
+        (None, None) => storage::target_for_name(&record.db_name).to_string(),
+        _ => table,
+    };
+    let target = mapping.map(|m| make_target(&table, m, &req.user, &req.db, &record.db_name));
+    let stored = target.as_ref().ok().map(|t| t.stored_table());
+    let fresh = txn.run(|| register(req, &record.db_name, &table, &sources, stored))?;
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => return fail(record, txn, Some(&client), e),
+    };
+    let mut run = Run::new(client, txn, target, &req.user, &req.db, true);
+    run.fresh = fresh;
+    let scan = Scan::new(sources, since(req, reg.as_ref()));
+    Ok(Started::Running(Box::new(Job::new(req, run, scan, record))))
+}
+
+impl<'i> Job<'i> {
+    fn new(req: &SyncRequest, mut run: Run<'i>, scan: Scan, record: RunRecord) -> Job<'i> {
+        if !scan.complete {
+            run.errors.push((
+                None,
+                format!("Notion listed no data source for database {}: nothing was read and nothing is marked deleted", req.db),
+            ));
+        }
+        Job {
+            run,
+            scan,
+            record,
+            hours_back: req.hours_back,
+            fatal: None,
+        }
+    }
+
     pub fn label(&self) -> String {
-        format!("{} ({})", self.run.db_name, self.run.user)
+        format!("{} ({})", self.record.db_name, self.record.user)
     }
 
     pub fn syncs(&self, user: &str, db: &str) -> bool {
-        self.run.user == user && self.run.db == db
+        self.record.user == user && self.record.db == db
     }
 
     pub fn run_id(&self) -> i64 {
-        self.run_id
+        self.record.id
     }
 
     /// Ends the run as failed after an error the engine did not return (a Postgres ERROR).
@@ -817,7 +895,7 @@ impl Job<'_> {
 
     /// Reads and writes one API page of results. Returns true when the scan is over.
     pub fn step(&mut self) -> bool {
-        if self.fatal.is_some() || self.scan.index >= self.scan.sources.len() {
+        if self.fatal.is_some() || self.scan.done() {
             return true;
         }
         if let Err(e) = self.step_inner() {
@@ -825,144 +903,82 @@ impl Job<'_> {
             self.scan.complete = false;
             return true;
         }
-        self.scan.index >= self.scan.sources.len()
+        self.scan.done()
     }
 
     fn step_inner(&mut self) -> Result<(), SyncError> {
-        let scan = &mut self.scan;
+        let (scan, run) = (&mut self.scan, &mut self.run);
         let source = scan.sources[scan.index].clone();
-        let since = scan.window_from.as_deref().or(scan.since.as_deref());
-        let body = client::query_body(scan.key, since, scan.cursor.as_deref());
-        let mut resp = self
-            .run
-            .client
-            .query(&source, &body)
-            .map_err(SyncError::Api)?;
+        let since = scan.from();
+        let body = client::query_body(scan.key, since.as_deref(), scan.cursor.as_deref());
+        let mut resp = run.client.query(&source, &body).map_err(SyncError::Api)?;
         // Taken, not cloned: a deep copy of 100 pages was a tenth of a sync's CPU.
         let results = match resp.get_mut("results").map(Value::take) {
             Some(Value::Array(a)) => a,
             _ => vec![],
         };
-        for r in &results {
-            if let Some(c) = r.get(scan.key).and_then(|c| c.as_str()) {
-                if scan.window_max.as_deref().is_none_or(|m| ms(c) > ms(m)) {
-                    scan.window_max = Some(c.to_string());
-                }
-            }
-        }
+        scan.note_keys(&results);
         // The next page of results is on its way while this one is written.
         if let Some(c) = client::next_cursor(&resp) {
-            let next = client::query_body(scan.key, since, Some(&c));
-            self.run.client.prefetch_query(&source, &next);
+            let next = client::query_body(scan.key, since.as_deref(), Some(&c));
+            run.client.prefetch_query(&source, &next);
         }
-        // An incremental scan of one source reads in edit order: each batch may move the watermark.
-        let watermark = self.run.txn == Txn::PerBatch
-            && scan.key == "last_edited_time"
-            && scan.sources.len() == 1;
-        self.run.batch(&results, watermark)?;
-        let incomplete = resp
-            .pointer("/request_status/type")
-            .and_then(|t| t.as_str())
-            == Some("incomplete");
-        match client::next_cursor(&resp) {
-            Some(c) => scan.cursor = Some(c),
-            None if incomplete => {
-                // The 10,000-result cap: restart from the last minute of the sort key seen.
-                let next = scan.window_max.clone();
-                if next.is_none() || next == scan.window_from {
-                    self.run.errors.push((
-                        None,
-                        format!("the query cap was reached inside one {} minute; some pages were not read", scan.key),
-                    ));
-                    scan.complete = false;
-                    scan.index += 1;
-                } else {
-                    scan.window_from = next;
-                    scan.cursor = None;
-                }
-            }
-            None => {
-                scan.index += 1;
-                scan.window_from = None;
-                scan.window_max = None;
-                scan.cursor = None;
-            }
+        run.batch(&results, run.txn == Txn::PerBatch && scan.moves_watermark())?;
+        if let Some(e) = scan.advance(&resp) {
+            run.errors.push((None, e));
         }
         Ok(())
     }
 
-    /// Deletions, watermark, run row, errors and NOTIFY, in one transaction.
+    /// Deletions, watermark, run row, errors and NOTIFY.
     pub fn finish(self) -> Result<Outcome, SyncError> {
         let Job {
             mut run,
             scan,
-            run_id,
-            mode,
+            mut record,
             hours_back,
-            started,
             fatal,
-            lock,
         } = self;
         let complete = scan.complete && fatal.is_none();
-        let txn = run.txn;
-        let deleted = txn.run(|| {
-            let mut deleted = 0;
-            // Statistics first: the deletion query below is planned on them, and on a table that
-            // was empty it was a nested loop over every id (5 of the 6.5 s of a first 10k sync).
-            if run.created >= 1000 {
-                storage::analyze(run.stored_table())?;
-            }
-            // Deletions only from a complete, error-free full scan of every source. A run that
-            // started with nothing stored wrote every row it has: nothing can be missing.
-            let mut full_done = mode == Mode::Full && complete;
-            if complete && mode == Mode::Full && hours_back.is_none() && !run.fresh {
-                let seen: Vec<String> = run.seen.drain().collect();
-                let (live, gone) =
-                    storage::deletion_counts(run.stored_table(), &run.user, &run.db, &seen)?;
-                if let Some(why) = mass_deletion(live, gone, seen.len()) {
-                    run.errors.push((None, why));
-                    full_done = false;
-                } else if gone > 0 {
-                    deleted = match &run.mapping {
-                        Some(m) => storage::mapped::mark_deleted(m, &run.user, &run.db, seen)?,
-                        None => storage::mark_deleted(run.spec.table, &run.user, &run.db, seen)?,
-                    };
-                }
-            }
-            if fatal.is_none() {
-                storage::set_watermark(
-                    &run.user,
-                    &run.db,
-                    run.watermark().map(iso).as_deref(),
-                    full_done,
-                )?;
-            }
-            Ok::<_, SyncError>(deleted)
-        });
+        let (txn, mode, whole) = (run.txn, record.mode, hours_back.is_none());
+        let deleted = txn.run(|| run.conclude(mode, complete, whole, fatal.is_none()));
         let (deleted, fatal) = match deleted {
             Ok(d) => (d, fatal),
             Err(e) => (0, fatal.or(Some(e))),
         };
-        let tally = Tally {
-            counts: (run.total, run.created, run.updated, run.skipped, deleted),
-            errors: std::mem::take(&mut run.errors),
+        record.counts = Counts {
+            deleted,
+            ..run.counts
         };
-        let ended = Ended {
-            run_id,
-            user: &run.user,
-            db: &run.db,
-            mode,
-            started,
-            txn,
-            lock: Some(lock),
-        };
-        ended.finish(
-            run.db_name.clone(),
-            Some(&run.client),
-            tally,
-            fatal.map(Fatal::from),
-        )
+        record.errors = std::mem::take(&mut run.errors);
+        end_run(record, txn, Some(&run.client), fatal.map(Fatal::Error))
     }
+}
+
+/// What every run writes when it ends, however it ends, in one transaction: its row, its errors,
+/// a NOTIFY, and the worker's lock released.
+fn end_run(
+    mut record: RunRecord,
+    txn: Txn,
+    client: Option<&Client>,
+    fatal: Option<Fatal>,
+) -> Result<Outcome, SyncError> {
+    if let Some(c) = client {
+        record.counts.requests = c.stats.requests as i64;
+        record.counts.retries = c.stats.retries as i64;
+    }
+    let status = record.status(fatal.as_ref());
+    let error = fatal.as_ref().map(Fatal::message);
+    txn.run(|| {
+        record.close(status, error.as_deref())?;
+        // The worker's lock is a session lock; a SQL call's ends with its transaction.
+        if let (Some(lock), Txn::PerBatch) = (record.lock, txn) {
+            runs::unlock_run(lock)?;
+        }
+        Ok::<_, SyncError>(())
+    })?;
+    record.log();
+    Ok(record.outcome(status, fatal))
 }
 
 /// The mass-deletion guard: Some(reason) when a complete scan would mark more than
@@ -970,7 +986,7 @@ impl Job<'_> {
 /// every row while it saw no page at all. Nothing is marked then; SET the fraction to 1 for one
 /// run to confirm a real mass deletion.
 fn mass_deletion(live: i64, gone: i64, seen: usize) -> Option<String> {
-    let max = gucs::MAX_DELETE_FRACTION.get();
+    let max = gucs::max_delete_fraction();
     let too_many = (seen == 0 || gone >= GUARD_MIN_ROWS) && gone as f64 > max * live as f64;
     (gone > 0 && max < 1.0 && too_many).then(|| {
         format!(
@@ -1009,7 +1025,7 @@ pub fn resolve_database(
     let Some(db) = source
         .pointer("/parent/database_id")
         .and_then(|d| d.as_str())
-        .and_then(|d| normalize_id(d).ok())
+        .and_then(model::notion_id_or_url)
     else {
         return Ok(None);
     };
@@ -1040,13 +1056,37 @@ pub fn database_for_event(
     let Some(token) = txn.run(|| storage::token(user))? else {
         return Ok(None);
     };
-    let mut client = Client::new(client_config(token), interrupt).map_err(SyncError::Api)?;
+    let mut client = Client::new(gucs::client_config(token), interrupt).map_err(SyncError::Api)?;
     for id in ids {
         if let Some(db) = resolve_database(user, id, txn, &mut client)? {
             return Ok(Some(db));
         }
     }
     Ok(None)
+}
+
+/// The database a page object names as its parent. Under 2025-09-03 a page's parent may name only
+/// its data source.
+fn page_parent(page: &Value) -> Option<String> {
+    page.pointer("/parent/database_id")
+        .or_else(|| page.pointer("/parent/data_source_id"))
+        .and_then(|d| d.as_str())
+        .map(String::from)
+}
+
+/// A registered database and, for a table of the user's own, its checked column map.
+fn registered_target(
+    user: &str,
+    db: &str,
+) -> Result<Option<(Registration, Option<Mapping>)>, SyncError> {
+    let Some(reg) = storage::registration(user, db)? else {
+        return Ok(None);
+    };
+    let mapping = match reg.mapped {
+        true => storage::mapped::load(user, db)?,
+        false => None,
+    };
+    Ok(Some((reg, mapping)))
 }
 
 /// A webhook's page refetch: reads the page as Notion has it now and upserts it into its
@@ -1064,25 +1104,17 @@ pub fn apply_page(
     let token = txn
         .run(|| storage::token(user))?
         .ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-    let mut client = Client::new(client_config(token), interrupt).map_err(SyncError::Api)?;
+    let mut client = Client::new(gucs::client_config(token), interrupt).map_err(SyncError::Api)?;
     let page = match client.get(&format!("/pages/{page_id}")) {
         Ok(p) => p,
         Err(ApiError::Http { status: 404, .. }) => {
             let n = txn.run(|| storage::trash_page(user, &page_id))?;
             return Ok(format!("gone from Notion: {n} row(s) marked in trash"));
         }
-        Err(ApiError::Http { status: 403, .. }) => {
-            return Err(SyncError::NotSharedPage(page_id.clone()))
-        }
-        Err(e) => return Err(classify(e, user, &page_id)),
+        // A 403 is about the page ("page ... is not shared"), never a database.
+        Err(e) => return Err(page_error(e, user, &page_id)),
     };
-    // Under 2025-09-03 a page's parent may name only its data source.
-    let parent = page
-        .pointer("/parent/database_id")
-        .or_else(|| page.pointer("/parent/data_source_id"))
-        .and_then(|d| d.as_str())
-        .map(String::from);
-    let Some(parent) = parent else {
+    let Some(parent) = page_parent(&page) else {
         return Ok("ignored: the page is not in a database".into());
     };
     let Some(db) = resolve_database(user, &parent, txn, &mut client)? else {
@@ -1090,189 +1122,40 @@ pub fn apply_page(
             "ignored: database {parent} is not registered for {user}"
         ));
     };
-    let Some(reg) = txn.run(|| storage::registration(user, &db))? else {
+    let Some((reg, mapping)) = txn.run(|| registered_target(user, &db))? else {
         return Ok(format!(
             "ignored: database {db} is not registered for {user}"
         ));
     };
-    let trashed = page.get("in_trash").or_else(|| page.get("archived")) == Some(&Value::Bool(true));
-    if trashed {
-        let n = txn.run(|| storage::trash_page(user, &page_id))?;
+    let mut target = make_target(&reg.target_table, mapping, user, &db, &reg.database_name);
+    if page.get("in_trash").or_else(|| page.get("archived")) == Some(&Value::Bool(true)) {
+        let n = txn.run(|| target.trash(&page_id))?;
         return Ok(format!("in trash in Notion: {n} row(s) marked in trash"));
     }
-    let mapping = if reg.mapped {
-        txn.run(|| storage::mapped::load(user, &db))?
-    } else {
-        None
-    };
-    let depth = depth_for(mapping.as_ref(), content);
-    let mut run = Run::new(
-        client,
-        txn,
-        &reg.target_table,
-        user,
-        &db,
-        reg.database_name.clone(),
-        mapping,
-        depth,
-    );
+    let mut run = Run::new(client, txn, target, user, &db, content);
     run.keep_body = !content;
     run.batch(std::slice::from_ref(&page), false)?;
     if let Some((_, e)) = run.errors.first() {
         return Err(SyncError::Storage(format!("page {page_id}: {e}")));
     }
+    let c = run.counts;
     Ok(format!(
         "{}: created {}, updated {}, unchanged {}",
-        reg.target_table, run.created, run.updated, run.skipped
+        reg.target_table, c.created, c.updated, c.skipped
     ))
 }
 
 /// One sync of one database inside the caller's transaction (the SQL functions).
-pub fn sync_database(
-    user: &str,
-    raw_db: &str,
-    name: Option<&str>,
-    mode: &str,
-    hours_back: Option<i32>,
-    trigger: &str,
-) -> Result<Outcome, SyncError> {
+pub fn sync_database(req: &SyncRequest) -> Result<Outcome, SyncError> {
     let interrupt = || {
         pgrx::check_for_interrupts!();
     };
-    match start(
-        user,
-        raw_db,
-        name,
-        mode,
-        hours_back,
-        trigger,
-        Txn::Caller,
-        &interrupt,
-    )? {
+    match start(req, Txn::Caller, &interrupt)? {
         Started::Done(o) => Ok(*o),
         Started::Running(mut job) => {
             while !job.step() {}
             job.finish()
         }
-    }
-}
-
-/// Counts (total, created, updated, skipped, deleted) and per-page errors of a run.
-#[derive(Default)]
-struct Tally {
-    counts: (i64, i64, i64, i64, i64),
-    errors: Vec<(Option<String>, String)>,
-}
-
-/// Why a run ended early: a sync error, or a skip (another run of the database was going on).
-enum Fatal {
-    Error(SyncError),
-    Skipped(String),
-}
-
-impl From<SyncError> for Fatal {
-    fn from(e: SyncError) -> Self {
-        Fatal::Error(e)
-    }
-}
-
-/// What every run writes when it ends, however it ends.
-struct Ended<'a> {
-    run_id: i64,
-    user: &'a str,
-    db: &'a str,
-    mode: Mode,
-    started: Instant,
-    txn: Txn,
-    lock: Option<(i32, i32)>,
-}
-
-impl Ended<'_> {
-    /// A run that fails before reading any page.
-    fn fail<'i>(
-        &self,
-        db_name: String,
-        client: Option<&Client>,
-        e: SyncError,
-    ) -> Result<Started<'i>, SyncError> {
-        self.finish(db_name, client, Tally::default(), Some(Fatal::Error(e)))
-            .map(|o| Started::Done(Box::new(o)))
-    }
-
-    fn finish(
-        &self,
-        db_name: String,
-        client: Option<&Client>,
-        tally: Tally,
-        fatal: Option<impl Into<Fatal>>,
-    ) -> Result<Outcome, SyncError> {
-        let fatal: Option<Fatal> = fatal.map(Into::into);
-        let (requests, retries) = client
-            .map(|c| (c.stats.requests as i64, c.stats.retries as i64))
-            .unwrap_or((0, 0));
-        let (total, created, updated, skipped, deleted) = tally.counts;
-        let errors = tally.errors;
-        let status = match &fatal {
-            Some(Fatal::Skipped(_)) => "skipped",
-            Some(Fatal::Error(_)) => "failed",
-            None if !errors.is_empty() => "partial",
-            None => "succeeded",
-        };
-        let counts = RunCounts {
-            status: status.into(),
-            database_name: db_name.clone(),
-            total,
-            created,
-            updated,
-            skipped,
-            deleted,
-            errors: errors.len() as i64,
-            requests,
-            retries,
-            duration_ms: self.started.elapsed().as_millis() as i64,
-            error: fatal.as_ref().map(|f| match f {
-                Fatal::Error(e) => e.to_string(),
-                Fatal::Skipped(s) => s.clone(),
-            }),
-        };
-        let (run_id, user, db) = (self.run_id, self.user, self.db);
-        self.txn.run(|| {
-            storage::finish_run(run_id, &counts)?;
-            storage::record_errors(run_id, user, db, &errors)?;
-            if created + updated + deleted > 0 {
-                storage::notify(
-                    &json!({"run_id": run_id, "user_id": user, "database_id": db,
-                    "created": created, "updated": updated, "deleted": deleted}),
-                )?;
-            }
-            // The worker's lock is a session lock; a SQL call's ends with its transaction.
-            if let (Some(lock), Txn::PerBatch) = (self.lock, self.txn) {
-                storage::unlock_run(lock)?;
-            }
-            Ok::<_, SyncError>(())
-        })?;
-        pgrx::log!(
-            "notion_sync: synced {} ({}): total {}, created {}, updated {}, skipped {}, deleted {}, errors {} in {} ms",
-            db_name, self.mode.as_str(), total, created, updated, skipped, deleted, counts.errors, counts.duration_ms
-        );
-        let raise = match fatal {
-            Some(Fatal::Error(
-                e @ (SyncError::BadToken(_)
-                | SyncError::NotShared(_)
-                | SyncError::Target(..)
-                | SyncError::Api(ApiError::Config(_))),
-            )) => Some(e),
-            _ => None,
-        };
-        Ok(Outcome {
-            run_id,
-            database_id: db.to_string(),
-            database_name: db_name,
-            mode: self.mode.as_str(),
-            counts,
-            errors,
-            raise,
-        })
     }
 }
 

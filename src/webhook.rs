@@ -1,10 +1,12 @@
-//! Webhooks (design.md "Webhooks", notion-api.md §8). `handle_webhook` verifies the signature over
-//! the raw body, stores the event durably (deduplicated on its id) and returns at once, waking the
-//! worker at commit; the worker applies queued events (`apply`). Events are signals only: pages
-//! are always read fresh from Notion.
+//! Webhooks (README, "Webhooks"). `handle_webhook` verifies the signature over the raw body,
+//! stores the event durably (deduplicated on its id) and returns at once, waking the worker at
+//! commit; the worker applies queued events (`apply`, `settle`). Events are signals only: pages are
+//! always read fresh from Notion.
 
 use crate::error::SyncError;
 use crate::shmem;
+use crate::storage::queue::{Event, Settled};
+use crate::sync::{self, Job, Mode, Started, SyncRequest, Trigger, Txn};
 use hmac::{Hmac, Mac};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -207,6 +209,82 @@ pub fn handle(body: &str, header: Option<&str>, user: Option<&str>) -> Result<Va
     Ok(json!({"status": "accepted", "id": id, "type": kind}))
 }
 
+/// After this many failed attempts an event ends `failed` (backoff 2, 4, 8, 16 s between them).
+const MAX_ATTEMPTS: i32 = 5;
+
+/// Applies one queued event: Ok(Some(note)) when handled, Ok(None) to try again shortly (its
+/// database is being synced). A database event starts an incremental sync, a job of `jobs`.
+pub fn apply(
+    ev: &Event,
+    jobs: &mut Vec<Job<'static>>,
+    interrupt: &'static dyn Fn(),
+) -> Result<Option<String>, String> {
+    let entity = ev.entity.as_deref().unwrap_or_default();
+    let page = |content| {
+        sync::apply_page(&ev.user, entity, content, Txn::PerBatch, interrupt)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    };
+    match action(&ev.kind) {
+        Action::Page { content } => page(content),
+        // Notion is asked whether the page is in trash: a forged or stale event changes nothing.
+        Action::PageDeleted => page(false),
+        Action::Database => sync_database(ev, entity, jobs, interrupt),
+        Action::Ignore => Ok(Some(format!("ignored: {} is not used", ev.kind))),
+    }
+}
+
+/// A `data_source.*` / `database.*` event: an incremental sync of its database.
+fn sync_database(
+    ev: &Event,
+    entity: &str,
+    jobs: &mut Vec<Job<'static>>,
+    interrupt: &'static dyn Fn(),
+) -> Result<Option<String>, String> {
+    let (user, kind) = (ev.user.as_str(), ev.kind.as_str());
+    // A data source event names the data source; its parent is the database.
+    let ids: Vec<&str> = [Some(entity), ev.parent.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let found = sync::database_for_event(user, &ids, Txn::PerBatch, interrupt)
+        .map_err(|e| e.to_string())?;
+    let Some(db) = found else {
+        return Ok(Some(format!(
+            "ignored: no registered database for {kind} on {entity}"
+        )));
+    };
+    if jobs.iter().any(|j| j.syncs(user, &db)) {
+        return Ok(None);
+    }
+    let started = SyncRequest::new(user, &db, None, Mode::Incremental, None, Trigger::Webhook)
+        .and_then(|req| sync::start(&req, Txn::PerBatch, interrupt));
+    match started {
+        Ok(Started::Running(job)) => {
+            let note = format!("incremental sync started (run {})", job.run_id());
+            jobs.push(*job);
+            Ok(Some(note))
+        }
+        Ok(Started::Done(o)) => Ok(Some(format!(
+            "sync run {} ended at once: {}",
+            o.run_id.unwrap_or_default(),
+            o.status.as_str()
+        ))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How an attempt ended, from what `apply` returned (an ERROR it raised comes as `Err`).
+pub fn settled(ev: &Event, result: Result<Option<String>, String>) -> Settled {
+    match result {
+        Ok(None) => Settled::Later,
+        Ok(Some(note)) if note.starts_with("ignored") => Settled::Ignored(note),
+        Ok(Some(note)) => Settled::Done(note),
+        Err(e) if ev.attempts + 1 >= MAX_ATTEMPTS => Settled::Failed(e),
+        Err(e) => Settled::Retry(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +342,27 @@ mod tests {
         assert_eq!(action("page.deleted"), Action::PageDeleted);
         assert_eq!(action("data_source.schema_updated"), Action::Database);
         assert_eq!(action("comment.created"), Action::Ignore);
+    }
+
+    #[test]
+    fn a_failing_event_is_retried_until_its_fifth_attempt() {
+        let ev = |attempts| Event {
+            id: "e".into(),
+            user: "alice".into(),
+            kind: "page.created".into(),
+            entity: None,
+            parent: None,
+            attempts,
+        };
+        assert_eq!(settled(&ev(0), Ok(None)), Settled::Later);
+        assert_eq!(
+            settled(&ev(0), Ok(Some("ignored: x".into()))),
+            Settled::Ignored("ignored: x".into())
+        );
+        assert_eq!(settled(&ev(3), Err("e".into())), Settled::Retry("e".into()));
+        assert_eq!(
+            settled(&ev(4), Err("e".into())),
+            Settled::Failed("e".into())
+        );
     }
 }

@@ -4,9 +4,10 @@
 //! runs in `Txn::PerBatch` mode, one short transaction per page of results.
 
 use crate::gucs;
-use crate::schedule;
-use crate::sync::{self, Job, Started, Txn};
-use crate::webhook::{self, Action};
+use crate::storage::schedules::{self, Due};
+use crate::storage::{self, queue, runs};
+use crate::sync::{self, Job, Mode, Started, SyncRequest, Trigger, Txn};
+use crate::webhook;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgTryBuilder};
@@ -63,13 +64,10 @@ fn tx<R>(f: impl FnOnce() -> R) -> R {
 #[no_mangle]
 pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let dbname = gucs::string(&gucs::DATABASE, "postgres");
+    let dbname = gucs::database();
     BackgroundWorker::connect_worker_to_spi(Some(&dbname), None);
     crate::shmem::register_worker();
-    // Every statement of the worker resolves names in pg_catalog first: objects a user created in
-    // public (a trojan unnest() or now()) are never picked up.
-    tx(|| Spi::run("SET search_path = pg_catalog, pg_temp"))
-        .unwrap_or_else(|e| warning!("notion_sync worker: {e}"));
+    tx(storage::pin_search_path).unwrap_or_else(|e| warning!("notion_sync worker: {e}"));
     log!("notion_sync worker: started for database {dbname:?}");
     let mut w = Worker {
         jobs: vec![],
@@ -116,9 +114,10 @@ impl Worker {
             if !self.ready {
                 return false;
             }
+            close_interrupted();
         }
         let now = Instant::now();
-        if now >= self.next_due_check && gucs::WORKER_ENABLED.get() {
+        if now >= self.next_due_check && gucs::worker_enabled() {
             self.next_due_check = now + Duration::from_secs(1);
             if let Err(e) = guarded(|| self.start_due()) {
                 warning!("notion_sync worker: reading the schedule failed: {e}");
@@ -159,18 +158,17 @@ impl Worker {
 
     /// Waits (by returning false) until `CREATE EXTENSION notion_sync` has run in this database at
     /// this library's version (after a package upgrade, until `ALTER EXTENSION notion_sync UPDATE`:
-    /// the new engine would write columns the old schema lacks); then closes runs a previous worker
-    /// left `running` when it stopped.
+    /// the new engine would write columns the old schema lacks).
     fn wait_for_extension(&mut self) -> bool {
-        let installed = guarded(|| tx(crate::storage::installed_version));
+        let installed = guarded(|| tx(storage::installed_version));
         self.next_due_check = Instant::now() + Duration::from_secs(5);
         match installed {
-            Ok(Ok(Some(v))) if v == crate::storage::LIBRARY_VERSION => {}
+            Ok(Ok(Some(v))) if v == storage::LIBRARY_VERSION => {}
             Ok(Ok(Some(v))) => {
                 if self.waiting_for.as_deref() != Some(v.as_str()) {
                     log!(
                         "notion_sync worker: waiting: the extension is at version {v} but the library is {}; run ALTER EXTENSION notion_sync UPDATE",
-                        crate::storage::LIBRARY_VERSION
+                        storage::LIBRARY_VERSION
                     );
                     self.waiting_for = Some(v);
                 }
@@ -181,26 +179,10 @@ impl Worker {
         if self.waiting_for.take().is_some() {
             log!(
                 "notion_sync worker: the extension is at {}, starting",
-                crate::storage::LIBRARY_VERSION
+                storage::LIBRARY_VERSION
             );
         }
         self.next_due_check = Instant::now();
-        let closed = guarded(|| {
-            tx(|| {
-                Spi::get_one::<i64>(
-                    "WITH c AS (UPDATE notion_sync.sync_runs
-                        SET status = 'failed', finished_at = pg_catalog.clock_timestamp(),
-                            error = 'interrupted: the worker stopped before the run finished; the next run resumes from the watermark'
-                      WHERE status = 'running' AND trigger IN ('schedule', 'webhook') RETURNING 1)
-                     SELECT count(*) FROM c",
-                )
-            })
-        });
-        if let Ok(Ok(Some(n))) = closed {
-            if n > 0 {
-                log!("notion_sync worker: closed {n} run(s) interrupted by a previous stop");
-            }
-        }
         true
     }
 
@@ -208,64 +190,15 @@ impl Worker {
     /// transaction as the read). A database with a run still going is skipped (the engine records
     /// the skip).
     fn start_due(&mut self) {
-        let due: Vec<Due> = tx(|| {
-            let rows = Spi::connect(|c| {
-                c.select(
-                    "SELECT user_id, database_id, schedule, timezone,
-                            next_run_at IS NOT NULL AND next_run_at <= pg_catalog.now(),
-                            last_full_sync_at IS NULL OR last_full_sync_at < pg_catalog.now() - interval '1 day'
-                       FROM notion_sync.databases
-                      WHERE schedule <> 'manual' AND (next_run_at IS NULL OR next_run_at <= pg_catalog.now())
-                      ORDER BY next_run_at NULLS FIRST",
-                    None,
-                    &[],
-                )?
-                .map(|row| {
-                    let next = schedule::next_run(
-                        &row.get::<String>(3)?.unwrap_or_default(),
-                        &row.get::<String>(4)?.unwrap_or_default(),
-                        chrono::Utc::now(),
-                    );
-                    Ok(Due {
-                        user: row.get::<String>(1)?.unwrap_or_default(),
-                        db: row.get::<String>(2)?.unwrap_or_default(),
-                        next: next.ok().flatten().map(|t| t.to_rfc3339()),
-                        due: row.get::<bool>(5)?.unwrap_or(false),
-                        full: row.get::<bool>(6)?.unwrap_or(false),
-                    })
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-            })?;
-            for d in &rows {
-                Spi::run_with_args(
-                    "UPDATE notion_sync.databases SET next_run_at = $3::timestamptz
-                      WHERE user_id = $1 AND database_id = $2",
-                    &[
-                        d.user.as_str().into(),
-                        d.db.as_str().into(),
-                        d.next.clone().into(),
-                    ],
-                )?;
-            }
-            Ok::<_, pgrx::spi::SpiError>(rows)
-        })
-        .unwrap_or_else(|e| {
+        let due = tx(schedules::claim_due).unwrap_or_else(|e| {
             warning!("notion_sync worker: {e}");
             vec![]
         });
         for Due { user, db, full, .. } in due.into_iter().filter(|d| d.due) {
-            let mode = if full { "full" } else { "incremental" };
+            let mode = if full { Mode::Full } else { Mode::Incremental };
             let started = guarded(|| {
-                sync::start(
-                    &user,
-                    &db,
-                    None,
-                    mode,
-                    None,
-                    "schedule",
-                    Txn::PerBatch,
-                    &interrupt,
-                )
+                let req = SyncRequest::new(&user, &db, None, mode, None, Trigger::Schedule)?;
+                sync::start(&req, Txn::PerBatch, &interrupt)
             });
             match started {
                 Ok(Ok(Started::Running(job))) => self.jobs.push(*job),
@@ -275,126 +208,26 @@ impl Worker {
             }
         }
     }
-}
 
-/// A scheduled database read by `start_due`: `due` to run now (else only its first next run is
-/// set), `full` when its last complete full scan is older than a day.
-struct Due {
-    user: String,
-    db: String,
-    next: Option<String>,
-    due: bool,
-    full: bool,
-}
-
-type Event = (String, String, String, Option<String>, Option<String>, i32);
-
-impl Worker {
     /// Applies queued webhook events, oldest Notion timestamp first (the worker is woken at the
-    /// commit of `handle_webhook`; it also looks every second). A failed event is retried with
-    /// backoff (2, 4, 8, 16 s) and ends `failed` with its error after 5 attempts.
+    /// commit of `handle_webhook`; it also looks every second); see `webhook::apply`.
     fn apply_events(&mut self) {
-        let events: Vec<Event> = tx(|| {
-            Spi::connect(|c| {
-                c.select(
-                    "SELECT id, user_id, type, entity_id, parent_id, attempts FROM notion_sync.webhook_events
-                      WHERE status = 'pending' AND next_attempt_at <= pg_catalog.now()
-                      ORDER BY coalesce(event_time, received_at), received_at LIMIT 20",
-                    None,
-                    &[],
-                )?
-                .map(|r| {
-                    Ok((
-                        r.get::<String>(1)?.unwrap_or_default(),
-                        r.get::<String>(2)?.unwrap_or_default(),
-                        r.get::<String>(3)?.unwrap_or_default(),
-                        r.get::<String>(4)?,
-                        r.get::<String>(5)?,
-                        r.get::<i32>(6)?.unwrap_or(0),
-                    ))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-            })
-        })
-        .unwrap_or_default();
+        let events = tx(|| queue::claim_events(20)).unwrap_or_default();
         for ev in events {
-            let result = guarded(|| self.apply_event(&ev)).and_then(|r| r);
-            let (status, note, error) = match result {
-                Ok(None) => ("later", None, None),
-                Ok(Some(note)) if note.starts_with("ignored") => ("ignored", Some(note), None),
-                Ok(Some(note)) => ("done", Some(note), None),
-                Err(e) if ev.5 + 1 >= 5 => ("failed", None, Some(e)),
-                Err(e) => ("retry", None, Some(e)),
-            };
-            tx(|| {
-                Spi::run_with_args(
-                    "UPDATE notion_sync.webhook_events SET
-                        status = CASE WHEN $2 IN ('done', 'ignored', 'failed') THEN $2 ELSE 'pending' END,
-                        attempts = attempts + CASE WHEN $2 IN ('later') THEN 0 ELSE 1 END,
-                        next_attempt_at = pg_catalog.now() + CASE $2 WHEN 'later' THEN interval '2 s'
-                            ELSE pg_catalog.make_interval(secs => 2 ^ (attempts + 1)) END,
-                        processed_at = CASE WHEN $2 IN ('done', 'ignored', 'failed') THEN pg_catalog.clock_timestamp() END,
-                        result = coalesce($3, result), last_error = coalesce($4, last_error)
-                      WHERE id = $1",
-                    &[ev.0.as_str().into(), status.into(), note.into(), error.into()],
-                )
-            })
-            .unwrap_or_else(|e| warning!("notion_sync worker: webhook event {}: {e}", ev.0));
+            let result =
+                guarded(|| webhook::apply(&ev, &mut self.jobs, &interrupt)).and_then(|r| r);
+            let settled = webhook::settled(&ev, result);
+            tx(|| queue::settle(&ev.id, &settled))
+                .unwrap_or_else(|e| warning!("notion_sync worker: webhook event {}: {e}", ev.id));
         }
     }
+}
 
-    /// Ok(Some(note)) when handled, Ok(None) to try again shortly (its database is being synced).
-    fn apply_event(&mut self, ev: &Event) -> Result<Option<String>, String> {
-        let (_, user, kind, entity, parent, _) = ev;
-        let entity = entity.as_deref().unwrap_or_default();
-        let page = |content| {
-            sync::apply_page(user, entity, content, Txn::PerBatch, &interrupt)
-                .map(Some)
-                .map_err(|e| e.to_string())
-        };
-        match webhook::action(kind) {
-            Action::Page { content } => page(content),
-            // Notion is asked whether the page is in trash: a forged or stale event changes nothing.
-            Action::PageDeleted => page(false),
-            Action::Database => {
-                // A data source event names the data source; its parent is the database.
-                let ids: Vec<&str> = [Some(entity), parent.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect();
-                let found = sync::database_for_event(user, &ids, Txn::PerBatch, &interrupt)
-                    .map_err(|e| e.to_string())?;
-                let Some(db) = found else {
-                    return Ok(Some(format!(
-                        "ignored: no registered database for {kind} on {entity}"
-                    )));
-                };
-                if self.jobs.iter().any(|j| j.syncs(user, &db)) {
-                    return Ok(None);
-                }
-                match sync::start(
-                    user,
-                    &db,
-                    None,
-                    "incremental",
-                    None,
-                    "webhook",
-                    Txn::PerBatch,
-                    &interrupt,
-                ) {
-                    Ok(Started::Running(job)) => {
-                        let note = format!("incremental sync started (run {})", job.run_id());
-                        self.jobs.push(*job);
-                        Ok(Some(note))
-                    }
-                    Ok(Started::Done(o)) => Ok(Some(format!(
-                        "sync run {} ended at once: {}",
-                        o.run_id, o.counts.status
-                    ))),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-            Action::Ignore => Ok(Some(format!("ignored: {kind} is not used"))),
+/// Closes runs a previous worker left `running` when it stopped.
+fn close_interrupted() {
+    if let Ok(Ok(n)) = guarded(|| tx(runs::close_interrupted)) {
+        if n > 0 {
+            log!("notion_sync worker: closed {n} run(s) interrupted by a previous stop");
         }
     }
 }
@@ -402,22 +235,6 @@ impl Worker {
 /// Retention: history older than `notion_sync.run_retention` goes; pages are never deleted
 /// because they are old.
 fn maintenance() {
-    let keep = gucs::string(&gucs::RUN_RETENTION, "30 days");
-    tx(|| {
-        Spi::run_with_args(
-            "DELETE FROM notion_sync.sync_errors WHERE created_at < pg_catalog.now() - $1::interval",
-            &[keep.as_str().into()],
-        )?;
-        Spi::run_with_args(
-            "DELETE FROM notion_sync.webhook_events WHERE status <> 'pending'
-                AND received_at < pg_catalog.now() - $1::interval",
-            &[keep.as_str().into()],
-        )?;
-        Spi::run_with_args(
-            "DELETE FROM notion_sync.sync_runs WHERE status <> 'running'
-                AND started_at < pg_catalog.now() - $1::interval",
-            &[keep.as_str().into()],
-        )
-    })
-    .unwrap_or_else(|e| warning!("notion_sync worker: retention: {e}"));
+    tx(|| runs::expire(&gucs::run_retention()))
+        .unwrap_or_else(|e| warning!("notion_sync worker: retention: {e}"));
 }

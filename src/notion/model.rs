@@ -1,5 +1,6 @@
-//! Notion's JSON, normalised: pages to plain property values (notion-api.md §6), block trees to
-//! plain text in reading order (§7), and the hash that lets unchanged pages cost nothing.
+//! Notion's JSON, normalised: pages to plain property values, block trees to plain text in reading
+//! order, and the hash that lets unchanged pages cost nothing. The shapes are those of the recorded
+//! responses in tests/fixtures/.
 //! Pure Rust: unit-tested with the recorded fixtures, no Postgres needed.
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDateTime, Timelike};
@@ -745,6 +746,32 @@ pub fn page_hash_with(page: &Page, volatile: &[String]) -> String {
 }
 
 /// 32 hex digits in the dashed 8-4-4-4-12 form Notion returns.
+/// A Notion id in the dashed lowercase form the API returns: 32 hex digits, dashes optional.
+pub fn notion_id(raw: &str) -> Option<String> {
+    let hex: String = raw.chars().filter(|c| *c != '-').collect();
+    (hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| dashed(&hex.to_lowercase()))
+}
+
+/// [`notion_id`], or the id in a Notion URL: the last 32 hex digits of its path (URLs carry a
+/// title slug before it; the query and fragment are left out).
+pub fn notion_id_or_url(raw: &str) -> Option<String> {
+    let path = raw.split(['?', '#']).next().unwrap_or("");
+    let hex: String = path
+        .chars()
+        .filter(|c| *c != '-')
+        .collect::<String>()
+        .to_lowercase();
+    let tail = hex.len()
+        - hex
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+    let tail = &hex[tail..];
+    (tail.len() >= 32).then(|| dashed(&tail[tail.len() - 32..]))
+}
+
 pub fn dashed(h: &str) -> String {
     format!(
         "{}-{}-{}-{}-{}",

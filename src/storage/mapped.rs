@@ -3,14 +3,15 @@
 //! hash, trash flag and search text of each page live in `notion_sync.mapped_pages`, so nothing
 //! has to be added to the application's table.
 
-use super::{optional_text, Result};
+use super::{optional_text, Fetched, PageError, Result, Row, Stored, Target, Written};
 use crate::error::SyncError;
-use crate::mapping::{Column, Kind, Mapping, Source, Special};
+use crate::mapping::{self, Column, Kind, Mapping, PageInfo, Source, Special};
+use crate::notion::model::Page;
 use pgrx::pg_sys::errcodes::PgSqlErrorCode as Code;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::{Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 
@@ -34,9 +35,6 @@ struct Attr {
     generated: bool,
     attnum: i16,
 }
-
-/// Pages a write skipped: (page id, error).
-pub type PageErrors = Vec<(String, String)>;
 
 /// Checks a table and column map and returns the mapping. Used by `register_database` (through
 /// `_check_target`) and at the start of every run, since the table may have changed since.
@@ -312,7 +310,7 @@ fn as_role<R>(role: u32, f: impl FnOnce() -> Result<R>) -> std::result::Result<R
 
 /// Stored hash, sync time and edit time of the given pages. A page whose row the application
 /// deleted from its table has no hash, so it is written again.
-pub fn existing(m: &Mapping, user: &str, ids: &[String]) -> Result<super::Stored> {
+fn existing(m: &Mapping, user: &str, ids: &[String]) -> Result<Stored> {
     let id = &m.columns[m.id_col];
     let sql = format!(
         "SELECT t.notion_page_id,
@@ -327,14 +325,6 @@ pub fn existing(m: &Mapping, user: &str, ids: &[String]) -> Result<super::Stored
         ty = id.sql_type
     );
     super::read_known(&sql, user, ids)
-}
-
-/// One page ready for the mapped table.
-pub struct Row {
-    pub page_id: String,
-    pub values: Map<String, Value>,
-    /// What `mapped_pages` keeps: hash, title, url, edit time, body filled, an email filled, search text.
-    pub meta: Value,
 }
 
 /// The upsert of `rows` into the mapped table, touching only `columns`.
@@ -395,16 +385,15 @@ fn unchanged_sql(m: &Mapping, columns: &[&Column]) -> String {
 
 /// Writes a batch. A batch Postgres refuses (a constraint, a trigger, a value its type rejects) is
 /// retried row by row, so only the pages at fault are skipped: they come back as
-/// `(page id, error)`. Returns (created, updated, errors).
-pub fn upsert(
-    m: &Mapping,
-    skip: &[usize],
-    user: &str,
-    db: &str,
-    rows: Vec<Row>,
-) -> Result<(i64, i64, PageErrors)> {
+/// `(page id, edit time, error)`.
+fn upsert(m: &Mapping, skip: &[usize], user: &str, db: &str, rows: Vec<Row>) -> Result<Written> {
+    let nothing = || Written {
+        created: 0,
+        updated: 0,
+        failed: vec![],
+    };
     if rows.is_empty() {
-        return Ok((0, 0, vec![]));
+        return Ok(nothing());
     }
     let columns: Vec<&Column> = (0..m.columns.len())
         .filter(|i| !skip.contains(i))
@@ -442,7 +431,7 @@ pub fn upsert(
         changed
     };
     if rows.is_empty() {
-        return Ok((0, 0, vec![]));
+        return Ok(nothing());
     }
     // (created, updated, ids written): a BEFORE trigger may return NULL and write nothing.
     let write = |batch: Vec<Value>| {
@@ -480,15 +469,21 @@ pub fn upsert(
                         updated += u;
                         written.extend(meta(&ids));
                     }
-                    Err(e) => {
-                        errors.push((r.page_id.clone(), format!("writing into {}: {e}", m.table)))
-                    }
+                    Err(e) => errors.push((
+                        r.page_id.clone(),
+                        r.edited_ms,
+                        format!("writing into {}: {e}", m.table),
+                    )),
                 }
             }
         }
     }
     record_meta(user, db, m, skip, written)?;
-    Ok((created, updated, errors))
+    Ok(Written {
+        created,
+        updated,
+        failed: errors,
+    })
 }
 
 /// What `mapped_pages` keeps of pages written (or found equal): hash, title, url, flags, search
@@ -562,7 +557,7 @@ fn flag_trashed(m: &Mapping, ids: &[String]) -> Result<()> {
 
 /// After a complete scan: pages of this database not seen are in trash. Rows of the application's
 /// table are never deleted: the `@in_trash` column, if mapped, is set. Returns the pages marked.
-pub fn mark_deleted(m: &Mapping, user: &str, db: &str, seen: Vec<String>) -> Result<i64> {
+fn mark_deleted(m: &Mapping, user: &str, db: &str, seen: Vec<String>) -> Result<i64> {
     let gone: Vec<String> = Spi::get_one_with_args::<Vec<String>>(
         "SELECT coalesce(array_agg(t.notion_page_id), '{}') FROM notion_sync.mapped_pages t
           WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash
@@ -587,19 +582,151 @@ fn set_trashed(user: &str, ids: &[String]) -> Result<()> {
 
 /// A webhook's delete: marks one page in trash if a mapped table holds it. Returns rows changed.
 pub fn trash_page(user: &str, id: &str) -> Result<i64> {
-    let Some(db) = optional_text(
+    match live_database(user, id)? {
+        Some(db) => trash_one(load(user, &db)?.as_ref(), user, id),
+        None => Ok(0),
+    }
+}
+
+/// The database of a page `mapped_pages` holds and has not marked in trash.
+fn live_database(user: &str, id: &str) -> Result<Option<String>> {
+    optional_text(
         "SELECT notion_database_id FROM notion_sync.mapped_pages
           WHERE user_id = $1 AND notion_page_id = $2 AND NOT in_trash",
         &[user.into(), id.into()],
-    )?
-    else {
-        return Ok(0);
-    };
-    if let Some(m) = load(user, &db)? {
-        flag_trashed(&m, &[id.to_string()])?;
+    )
+}
+
+fn trash_one(m: Option<&Mapping>, user: &str, id: &str) -> Result<i64> {
+    if let Some(m) = m {
+        flag_trashed(m, &[id.to_string()])?;
     }
     set_trashed(user, &[id.to_string()])?;
     Ok(1)
+}
+
+/// A database synced into a table of the user's own through its column map.
+pub struct Mapped {
+    pub mapping: Mapping,
+    pub user: String,
+    pub db: String,
+    pub db_name: String,
+    /// Mapped columns whose Notion property is gone (deleted or renamed): reported once per run
+    /// and left out of the writes, so their stored values stay.
+    missing: Vec<usize>,
+}
+
+impl Mapped {
+    pub fn new(mapping: Mapping, user: &str, db: &str, db_name: &str) -> Mapped {
+        Mapped {
+            mapping,
+            user: user.to_string(),
+            db: db.to_string(),
+            db_name: db_name.to_string(),
+            missing: vec![],
+        }
+    }
+
+    /// A property the map names that the page lacks was deleted or renamed in Notion: one error
+    /// for the run, and its column is left alone.
+    fn note_missing(&mut self, page: &Page, notes: &mut Vec<PageError>) {
+        let m = &self.mapping;
+        for (i, col) in m.columns.iter().enumerate() {
+            if let Source::Property(p) = &col.source {
+                if mapping::find_property(page, p).is_none() && !self.missing.contains(&i) {
+                    self.missing.push(i);
+                    notes.push((
+                        None,
+                        format!(
+                            "column \"{}\" of {}: Notion property {p:?} is not in {} any more (deleted or renamed); \
+                             the column was left unchanged. Map it by property id to follow renames, \
+                             or register the database again without it",
+                            col.name, m.table, self.db_name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Target for Mapped {
+    fn stored_table(&self) -> &'static str {
+        "mapped_pages"
+    }
+
+    /// Bodies only when the map has `@content` (and then at least one level, whatever
+    /// content_depth says, since the user asked for the text).
+    fn depth(&self, content: bool) -> u32 {
+        if content && self.mapping.wants_content() {
+            crate::gucs::content_depth().max(1)
+        } else {
+            0
+        }
+    }
+
+    fn hash(&self, page_hash: String) -> String {
+        mapping::row_hash(&page_hash, &self.mapping)
+    }
+
+    fn existing(&self, ids: &[String]) -> Result<Stored> {
+        existing(&self.mapping, &self.user, ids)
+    }
+
+    fn row(&mut self, p: Fetched, notes: &mut Vec<PageError>) -> std::result::Result<Row, String> {
+        let Fetched {
+            page,
+            hash,
+            edited,
+            body,
+        } = p;
+        self.note_missing(&page, notes);
+        let m = &self.mapping;
+        let body = body.as_deref();
+        let info = PageInfo {
+            page: &page,
+            body,
+            user: &self.user,
+        };
+        let values = mapping::row(m, &info, &self.missing)?;
+        let has_email = page.properties.values().any(|p| {
+            p["type"] == "email" && p["value"].as_str().is_some_and(|e| !e.trim().is_empty())
+        });
+        Ok(Row {
+            page_id: page.id.clone(),
+            edited_ms: edited,
+            values,
+            meta: json!({
+                "id": page.id, "title": page.title, "url": page.url, "hash": hash,
+                "has_content": body.is_some_and(|b| !b.trim().is_empty()), "has_email": has_email,
+                "doc": m.searchable.then(|| mapping::search_text(m, &info)),
+                "edited": page.last_edited_time,
+            }),
+        })
+    }
+
+    fn upsert(&mut self, rows: Vec<Row>, keep_body: bool) -> Result<Written> {
+        let m = &self.mapping;
+        let mut skip = self.missing.clone();
+        if keep_body {
+            skip.extend(
+                (0..m.columns.len())
+                    .filter(|i| m.columns[*i].source == Source::Special(Special::Content)),
+            );
+        }
+        upsert(m, &skip, &self.user, &self.db, rows)
+    }
+
+    fn mark_deleted(&mut self, seen: Vec<String>) -> Result<i64> {
+        mark_deleted(&self.mapping, &self.user, &self.db, seen)
+    }
+
+    fn trash(&mut self, id: &str) -> Result<i64> {
+        match live_database(&self.user, id)? {
+            Some(_) => trash_one(Some(&self.mapping), &self.user, id),
+            None => Ok(0),
+        }
+    }
 }
 
 /// `_check_target`'s body: the qualified table name of a valid mapping, or the error.

@@ -4,91 +4,76 @@
 use crate::error::SyncError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 pub mod mapped;
+pub mod queue;
+pub mod runs;
+pub mod schedules;
+pub mod sync_table;
 
 type Result<T> = std::result::Result<T, SyncError>;
 
-/// How the engine fills one sync table. Columns differ per table as the seed apps had them.
-pub struct TableSpec {
-    pub table: &'static str,
-    pub name_col: &'static str,
-    /// The column for the 'Description'-like text (falls back to the page body).
-    pub text_col: &'static str,
-    pub text_props: &'static [&'static str],
-    /// A second text column and the properties it is filled from (the stories' `description`,
-    /// 0.2.0; `content` keeps its rule).
-    pub desc: Option<(&'static str, &'static [&'static str])>,
-    pub message_count: bool,
-    pub database_name: bool,
+pub use sync_table::{target_for_name, SyncTable, TABLES};
+
+/// A per-page error of a run: the page (None for the run as a whole) and what went wrong.
+pub type PageError = (Option<String>, String);
+
+/// A changed page as read from Notion (complete, with its body): what a target makes a row of.
+pub struct Fetched {
+    pub page: crate::notion::model::Page,
+    pub hash: String,
+    /// `last_edited_time` in epoch ms.
+    pub edited: Option<i64>,
+    pub body: Option<String>,
 }
 
-pub const TABLES: [TableSpec; 5] = [
-    TableSpec {
-        table: "notion_characters_sync",
-        name_col: "name",
-        text_col: "description",
-        text_props: &["Description", "Bio", "Summary"],
-        desc: None,
-        message_count: false,
-        database_name: false,
-    },
-    TableSpec {
-        table: "notion_worlds_sync",
-        name_col: "name",
-        text_col: "description",
-        text_props: &["Description", "Summary"],
-        desc: None,
-        message_count: false,
-        database_name: false,
-    },
-    TableSpec {
-        table: "notion_stories_sync",
-        name_col: "title",
-        text_col: "content",
-        text_props: &["Content", "Summary", "Description"],
-        desc: Some(("description", &["Description", "Summary"])),
-        message_count: false,
-        database_name: false,
-    },
-    TableSpec {
-        table: "notion_chat_sessions_sync",
-        name_col: "title",
-        text_col: "transcript",
-        text_props: &["Transcript", "Messages"],
-        desc: None,
-        message_count: true,
-        database_name: false,
-    },
-    TableSpec {
-        table: "notion_pages_sync",
-        name_col: "title",
-        text_col: "description",
-        text_props: &["Description", "Summary", "Notes"],
-        desc: None,
-        message_count: false,
-        database_name: true,
-    },
-];
+/// One page ready for its target.
+pub struct Row {
+    pub page_id: String,
+    /// `last_edited_time` in epoch ms: a row that fails to be written holds the watermark back.
+    pub edited_ms: Option<i64>,
+    /// What the target table gets: a sync table's JSON record, or a mapped table's column values.
+    pub values: Map<String, Value>,
+    /// What `mapped_pages` keeps of a mapped table's page (Null for the sync tables).
+    pub meta: Value,
+}
 
-/// design.md: Characters, Worlds, Stories, Chat Sessions by name (case-insensitive), else pages.
-pub fn target_for_name(name: &str) -> &'static str {
-    match name.trim().to_lowercase().as_str() {
-        "characters" => "notion_characters_sync",
-        "worlds" => "notion_worlds_sync",
-        "stories" => "notion_stories_sync",
-        "chat sessions" | "chat_sessions" => "notion_chat_sessions_sync",
-        _ => "notion_pages_sync",
+/// What one upsert wrote; `failed` are rows the target refused, with their edit time and error.
+pub struct Written {
+    pub created: i64,
+    pub updated: i64,
+    pub failed: Vec<(String, Option<i64>, String)>,
+}
+
+/// Where a sync writes: the sync tables (`sync_table.rs`) or a table of the user's own
+/// (`mapped.rs`). The engine (sync.rs) knows only this.
+pub trait Target {
+    /// The notion_sync table holding this target's hashes: its sync table, or `mapped_pages`.
+    fn stored_table(&self) -> &'static str;
+    /// Levels of page body to read; `content` is false for a properties-only webhook refetch.
+    fn depth(&self, content: bool) -> u32;
+    /// The hash stored for a page whose own hash is `page_hash`.
+    fn hash(&self, page_hash: String) -> String;
+    /// Stored hash, sync time and edit time of these pages.
+    fn existing(&self, ids: &[String]) -> Result<Stored>;
+    /// The stored body a properties-only refetch keeps (None where the target keeps it itself).
+    fn kept_body(&self, _id: &str) -> Result<Option<String>> {
+        Ok(None)
     }
-}
-
-pub fn spec(table: &str) -> &'static TableSpec {
-    TABLES
-        .iter()
-        .find(|t| t.table == table)
-        .unwrap_or(&TABLES[4])
+    /// One page as a row. `notes`: errors about the run as a whole found on the way.
+    fn row(
+        &mut self,
+        page: Fetched,
+        notes: &mut Vec<PageError>,
+    ) -> std::result::Result<Row, String>;
+    /// Writes a batch; `keep_body`: a properties-only refetch leaves the body as stored.
+    fn upsert(&mut self, rows: Vec<Row>, keep_body: bool) -> Result<Written>;
+    /// After a complete scan: marks the pages not `seen` in trash. Returns how many.
+    fn mark_deleted(&mut self, seen: Vec<String>) -> Result<i64>;
+    /// Marks one page in trash. Returns the rows changed.
+    fn trash(&mut self, id: &str) -> Result<i64>;
 }
 
 /// The schema version this library writes (Cargo.toml's version, the control file's default).
@@ -171,116 +156,6 @@ pub fn ensure_registered(user: &str, db: &str, name: &str, target: &str) -> Resu
     Ok(())
 }
 
-pub fn start_run(
-    user: &str,
-    db: &str,
-    name: &str,
-    target: &str,
-    trigger: &str,
-    mode: &str,
-    status: &str,
-) -> Result<i64> {
-    Spi::get_one_with_args::<i64>(
-        "INSERT INTO notion_sync.sync_runs (user_id, database_id, database_name, target_table, trigger, mode, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
-        &[user.into(), db.into(), name.into(), target.into(), trigger.into(), mode.into(), status.into()],
-    )?
-    .ok_or_else(|| SyncError::Storage("no run id".into()))
-}
-
-/// Advisory-lock key of one database's runs: a fixed class id ('ns') and a hash of user and id.
-pub fn lock_key(user: &str, db: &str) -> (i32, i32) {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(format!("{user}\n{db}").as_bytes());
-    (0x6e73, i32::from_be_bytes([h[0], h[1], h[2], h[3]]))
-}
-
-/// Takes the run lock of a database. `wait`: a transaction-level lock waited for (SQL calls);
-/// otherwise a session-level try (the worker, whose run spans many transactions).
-pub fn lock_run(key: (i32, i32), wait: bool) -> Result<bool> {
-    if wait {
-        Spi::run_with_args(
-            "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-            &[key.0.into(), key.1.into()],
-        )?;
-        return Ok(true);
-    }
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.pg_try_advisory_lock($1, $2)",
-        &[key.0.into(), key.1.into()],
-    )?
-    .unwrap_or(false))
-}
-
-pub fn unlock_run(key: (i32, i32)) -> Result<()> {
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_unlock($1, $2)",
-        &[key.0.into(), key.1.into()],
-    )?;
-    Ok(())
-}
-
-pub struct RunCounts {
-    pub status: String,
-    pub database_name: String,
-    pub total: i64,
-    pub created: i64,
-    pub updated: i64,
-    pub skipped: i64,
-    pub deleted: i64,
-    pub errors: i64,
-    pub requests: i64,
-    pub retries: i64,
-    pub duration_ms: i64,
-    pub error: Option<String>,
-}
-
-pub fn finish_run(run_id: i64, c: &RunCounts) -> Result<()> {
-    Spi::run_with_args(
-        "UPDATE notion_sync.sync_runs SET status = $2, database_name = $3, total = $4, created = $5,
-                updated = $6, skipped = $7, deleted = $8, errors = $9, http_requests = $10, retries = $11,
-                duration_ms = $12, error = $13, finished_at = clock_timestamp()
-          WHERE run_id = $1",
-        &[
-            run_id.into(),
-            c.status.as_str().into(),
-            c.database_name.as_str().into(),
-            (c.total as i32).into(),
-            (c.created as i32).into(),
-            (c.updated as i32).into(),
-            (c.skipped as i32).into(),
-            (c.deleted as i32).into(),
-            (c.errors as i32).into(),
-            (c.requests as i32).into(),
-            (c.retries as i32).into(),
-            c.duration_ms.into(),
-            c.error.clone().into(),
-        ],
-    )?;
-    Ok(())
-}
-
-pub fn record_errors(
-    run_id: i64,
-    user: &str,
-    db: &str,
-    errors: &[(Option<String>, String)],
-) -> Result<()> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<Value> = errors
-        .iter()
-        .map(|(p, e)| serde_json::json!({"page_id": p, "error": e}))
-        .collect();
-    Spi::run_with_args(
-        "INSERT INTO notion_sync.sync_errors (run_id, user_id, database_id, notion_page_id, error)
-         SELECT $1, $2, $3, e.page_id, e.error FROM jsonb_to_recordset($4) AS e(page_id text, error text)",
-        &[run_id.into(), user.into(), db.into(), JsonB(Value::Array(list)).into()],
-    )?;
-    Ok(())
-}
-
 /// What is stored of a page: content hash, last sync and last edit (epoch ms).
 pub struct Known {
     pub hash: Option<String>,
@@ -321,105 +196,6 @@ pub(crate) fn read_known(sql: &str, user: &str, ids: &[String]) -> Result<Stored
         }
         Ok(out)
     })
-}
-
-/// Upserts a batch: `rows` is a JSON array of {id,name,text,message_count,properties,hash,url,created,
-/// edited,body}. Returns (created, updated).
-pub fn upsert(
-    spec: &TableSpec,
-    user: &str,
-    db: &str,
-    db_name: &str,
-    rows: Vec<Value>,
-) -> Result<(i64, i64)> {
-    if rows.is_empty() {
-        return Ok((0, 0));
-    }
-    let (mc_col, mc_val, mc_set) = if spec.message_count {
-        (
-            ", message_count",
-            ", r.message_count",
-            ", message_count = EXCLUDED.message_count",
-        )
-    } else {
-        ("", "", "")
-    };
-    let (dn_col, dn_val, dn_set) = if spec.database_name {
-        (
-            ", database_name",
-            ", $3",
-            ", database_name = EXCLUDED.database_name",
-        )
-    } else {
-        ("", "", "")
-    };
-    let (ds_col, ds_val, ds_set) = match spec.desc {
-        Some((col, _)) => (
-            format!(", {col}"),
-            ", r.descr",
-            format!(", {col} = EXCLUDED.{col}"),
-        ),
-        None => (String::new(), "", String::new()),
-    };
-    let name = spec.name_col;
-    let text = spec.text_col;
-    let sql = format!(
-        "WITH up AS (
-           INSERT INTO notion_sync.{table} AS t (user_id, notion_database_id, notion_page_id, {name}, {text}{ds_col}{mc_col}{dn_col},
-                  properties, content_hash, url, in_trash, notion_created_time, notion_last_edited_time, body,
-                  last_synced_at, updated_at)
-           SELECT $1, $2, r.id, r.name, r.text{ds_val}{mc_val}{dn_val}, r.properties, r.hash, r.url, false,
-                  r.created, r.edited, r.body, now(), now()
-             FROM jsonb_to_recordset($4) AS r(id text, name text, text text, descr text, message_count int, properties jsonb,
-                  hash text, url text, created timestamptz, edited timestamptz, body text)
-           ON CONFLICT (user_id, notion_page_id) DO UPDATE SET
-                  notion_database_id = EXCLUDED.notion_database_id, {name} = EXCLUDED.{name}, {text} = EXCLUDED.{text}
-                  {ds_set}{mc_set}{dn_set}, properties = EXCLUDED.properties, content_hash = EXCLUDED.content_hash,
-                  url = EXCLUDED.url, in_trash = false, notion_created_time = EXCLUDED.notion_created_time,
-                  notion_last_edited_time = EXCLUDED.notion_last_edited_time, body = EXCLUDED.body,
-                  last_synced_at = now(), updated_at = now()
-            -- Never back in time (a late webhook refetch, a stale read).
-            WHERE (t.notion_last_edited_time IS NULL OR EXCLUDED.notion_last_edited_time IS NULL
-               OR EXCLUDED.notion_last_edited_time >= t.notion_last_edited_time)
-              -- Nothing is written when nothing changed: the hash covers what is stored of the
-              -- properties (file identity, not its signature; no now() formula), the body is
-              -- compared as read (a page re-read inside its edit minute).
-              AND (t.content_hash IS DISTINCT FROM EXCLUDED.content_hash OR t.body IS DISTINCT FROM EXCLUDED.body
-                   OR t.in_trash OR t.notion_database_id IS DISTINCT FROM EXCLUDED.notion_database_id{dn_cmp})
-           RETURNING (xmax = 0) AS inserted)
-         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
-        table = spec.table,
-        dn_cmp = if spec.database_name {
-            " OR t.database_name IS DISTINCT FROM EXCLUDED.database_name"
-        } else {
-            ""
-        },
-    );
-    // $3 (the database name) is used by the pages table only; its type comes with the datum.
-    let (c, u) = Spi::get_two_with_args::<i64, i64>(
-        &sql,
-        &[
-            user.into(),
-            db.into(),
-            db_name.into(),
-            JsonB(Value::Array(rows)).into(),
-        ],
-    )?;
-    Ok((c.unwrap_or(0), u.unwrap_or(0)))
-}
-
-/// After a complete scan: rows of this database not seen are marked in trash (and their hash cleared
-/// so a page that comes back is rewritten).
-pub fn mark_deleted(table: &str, user: &str, db: &str, seen: Vec<String>) -> Result<i64> {
-    let sql = format!(
-        "WITH gone AS (
-           UPDATE notion_sync.{table} t SET in_trash = true, content_hash = NULL, updated_at = now()
-            WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash
-              AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) s(id) WHERE s.id = t.notion_page_id)
-           RETURNING 1)
-         SELECT count(*) FROM gone"
-    );
-    Ok(Spi::get_one_with_args::<i64>(&sql, &[user.into(), db.into(), seen.into()])?.unwrap_or(0))
 }
 
 /// Live rows of this database in `table` (a sync table or `mapped_pages`) and how many of them a
@@ -506,28 +282,12 @@ pub fn refresh_property(table: &str, user: &str, id: &str, name: &str, value: Va
     Ok(())
 }
 
-/// The stored page body (a webhook refetch of properties keeps it).
-pub fn stored_body(table: &str, user: &str, id: &str) -> Result<Option<String>> {
-    optional_text(
-        &format!("SELECT body FROM notion_sync.{table} WHERE user_id = $1 AND notion_page_id = $2"),
-        &[user.into(), id.into()],
-    )
-}
-
-/// Marks one page in trash in whichever sync table or mapped table holds it. Returns the rows changed.
+/// Marks one page in trash in whichever sync table or mapped table holds it (a page Notion no
+/// longer shows, whose database is not known). Returns the rows changed.
 pub fn trash_page(user: &str, id: &str) -> Result<i64> {
     let mut n = mapped::trash_page(user, id)?;
     for spec in &TABLES {
-        n += Spi::get_one_with_args::<i64>(
-            &format!(
-                "WITH t AS (UPDATE notion_sync.{} SET in_trash = true, content_hash = NULL, updated_at = now()
-                  WHERE user_id = $1 AND notion_page_id = $2 AND NOT in_trash RETURNING 1)
-                 SELECT count(*) FROM t",
-                spec.table
-            ),
-            &[user.into(), id.into()],
-        )?
-        .unwrap_or(0);
+        n += sync_table::trash(spec, user, id)?;
     }
     Ok(n)
 }
@@ -575,6 +335,13 @@ pub fn registered(user: Option<&str>) -> Result<Vec<(String, String, String)>> {
         }
         Ok(out)
     })
+}
+
+/// Every statement of the worker resolves names in pg_catalog first: objects a user created in
+/// public (a trojan unnest() or now()) are never picked up.
+pub fn pin_search_path() -> Result<()> {
+    Spi::run("SET search_path = pg_catalog, pg_temp")?;
+    Ok(())
 }
 
 /// Refreshes planner statistics after a sync that added many rows (a first full sync).
