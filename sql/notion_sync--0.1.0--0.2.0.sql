@@ -89,3 +89,41 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT notion_sync._file_url(p_user_id, p_page_id, p_property, p_index) $$;
 REVOKE ALL ON FUNCTION notion_sync._file_url(text, text, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION notion_sync.file_url(text, text, text, int) TO PUBLIC;
+
+-- Comments (0.2.0): the same statements as sql/comments.sql.
+COMMENT ON FUNCTION notion_sync.set_notion_token(text, text) IS
+  'Stores (or replaces) the Notion integration token of an application user.';
+COMMENT ON FUNCTION notion_sync.set_webhook_secret(text, text) IS
+  'Stores the verification token of a user''s Notion webhook subscription; the signature of every event is checked against it.';
+COMMENT ON FUNCTION notion_sync.handle_webhook(text, text, text) IS
+  'One webhook delivery: the raw body and its X-Notion-Signature header. Verifies, queues the event for the worker and returns at once.';
+COMMENT ON FUNCTION notion_sync.webhook_health() IS
+  'Webhook subscriptions (without secrets), queue depth, oldest pending age, counts of applied, ignored, failed and rejected events, last error.';
+COMMENT ON FUNCTION notion_sync.next_run(text, text, timestamptz) IS
+  'When a schedule (cron in an IANA time zone) runs next after p_after; NULL for manual.';
+COMMENT ON FUNCTION notion_sync.register_database(text, text, text, text, text, regclass, jsonb, boolean) IS
+  'Registers a Notion database of a user for syncing on a schedule, into its sync table or (p_target, p_columns) a table of the caller''s own.';
+COMMENT ON FUNCTION notion_sync.unregister_database(text, text) IS
+  'Stops syncing a database; rows already synced stay.';
+COMMENT ON FUNCTION notion_sync.sync_notion_database(text, text, text, text, int) IS
+  'Syncs one Notion database now (full or incremental, optionally the last p_hours_back hours) and returns the run''s counts and errors.';
+COMMENT ON FUNCTION notion_sync.sync_all_notion_databases(text, text) IS
+  'Syncs every registered database (of one user, or all) now; one result per database, a failing one does not stop the others.';
+COMMENT ON FUNCTION notion_sync.file_url(text, text, text, int) IS
+  'A working URL of a file Notion hosts: the stored one while it is valid, else read again from Notion.';
+COMMENT ON FUNCTION notion_sync.get_notion_character(text, text, int) IS
+  'Characters by name: exact, prefix, substring, then typo-tolerant matches, best first, at most p_limit (NULL for all).';
+COMMENT ON FUNCTION notion_sync.search_notion_content(text, text, int) IS
+  'Full-text search (websearch syntax) across the sync tables and searchable tables of the user''s own, titles ranked above bodies, with snippets.';
+COMMENT ON FUNCTION notion_sync.status(text) IS
+  'Per table totals, the most recently updated pages and the most recent runs, of one user or all.';
+COMMENT ON FUNCTION notion_sync.user_id_for_role(name) IS
+  'The application user a database role reads as: notion_sync.role_users, else Supabase''s auth.uid() for its API roles.';
+COMMENT ON FUNCTION notion_sync.current_user_id() IS
+  'The application user of the current role (row-level security of the synced tables uses it).';
+COMMENT ON FUNCTION notion_sync.normalize_notion_id(text) IS
+  'A Notion id with or without dashes, or a Notion URL, in the dashed lowercase form the API returns.';
+COMMENT ON FUNCTION notion_sync.target_table_for(text) IS
+  'The sync table a database name goes to: Characters, Worlds, Stories, Chat Sessions, else notion_pages_sync.';
+COMMENT ON VIEW notion_sync.sync_status IS
+  'Per registered database: schedule, next run, last run and its status, lag since the last successful run, last error, watermark, rows.';

@@ -1,7 +1,8 @@
 //! notion_sync: Notion databases mirrored inside PostgreSQL.
 //!
-//! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI;
-//! `storage::mapped` for tables of the user's own), `mapping` (column maps and type conversion, pure),
+//! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI:
+//! `sync_table` and `mapped` are the two targets of a sync, `runs` the run record, `queue` and
+//! `schedules` what the worker reads), `mapping` (column maps and type conversion, pure),
 //! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `files` (hosted file URLs), `shmem` (what
 //! backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
@@ -27,6 +28,7 @@ extension_sql_file!(
     "../sql/api.sql",
     name = "api",
     requires = [
+        "schema",
         _sync_database,
         _sync_all,
         normalize_notion_id,
@@ -36,10 +38,17 @@ extension_sql_file!(
         _webhook_rejected,
         _check_target,
         _file_url
-    ],
-    finalize
+    ]
 );
 extension_sql_file!("../sql/read.sql", name = "read", requires = ["schema"]);
+// COMMENT ON for the public functions and views: last, after everything they describe (`requires`
+// alone does not place a file after the `finalize` one, so the finalize slot is this file's).
+extension_sql_file!(
+    "../sql/comments.sql",
+    name = "comments",
+    requires = ["api", "read", normalize_notion_id, target_table_for],
+    finalize
+);
 
 #[allow(non_snake_case)]
 #[pg_guard]

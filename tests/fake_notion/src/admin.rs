@@ -329,7 +329,7 @@ fn schema_change(fake: &Fake, ds: &str, body: &Value) -> Response {
 /// `{"type":"page.properties_updated","entity_id":"…","secret":"…","id"?,"timestamp"?,"attempt_number"?,
 /// "api_version"?, "parent_type"?, "parent"?, "updated_properties"?, "updated_blocks"?}`.
 ///
-/// `data.parent` (notion-api.md §8; upgrade guide 2025-09-03 step 6, tests/fixtures' page.created):
+/// `data.parent` (Notion's webhook reference; upgrade guide 2025-09-03 step 6, tests/fixtures' page.created):
 /// - page in a data source: `{"id": <database>, "type": "database", "data_source_id": <data source>}`
 ///   (no `data_source_id` when `api_version` is 2022-06-28); `parent_type: "data_source"` gives
 ///   `{"id": <data source>, "type": "data_source"}` instead.

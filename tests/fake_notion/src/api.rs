@@ -1,4 +1,4 @@
-//! The Notion endpoints (notion-api.md §1-§5): auth, versions, pagination, filters, sorts, the
+//! The Notion endpoints, as Notion's API reference documents them: auth, versions, pagination, filters, sorts, the
 //! query cap, truncation at 25, the per-token rate limit and injected faults.
 
 use crate::http::{percent_decode, Reply, Request, Response};

@@ -1,5 +1,5 @@
 //! The fake workspace: databases, data sources, pages and blocks, loaded from a compact seed format
-//! and rendered in Notion's JSON shapes (notion-api.md §1, §6, §7).
+//! and rendered in Notion's JSON shapes (as in the recorded responses of tests/fixtures/).
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
