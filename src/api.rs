@@ -47,10 +47,10 @@ fn _sync_all(
     let trigger = Trigger::parse(p_trigger).unwrap_or_else(|e| e.raise());
     let list = crate::storage::registered(p_user_id).unwrap_or_else(|e| e.raise());
     let mut out = vec![];
-    for (user, db, name) in list {
-        let outcome = SyncRequest::new(&user, &db, Some(&name), mode, None, trigger)
+    for d in list {
+        let outcome = SyncRequest::new(&d.user, &d.db, Some(&d.name), mode, None, trigger)
             .and_then(|req| sync::sync_database(&req))
-            .unwrap_or_else(|e| Outcome::failed(&db, &name, mode, &e));
+            .unwrap_or_else(|e| Outcome::failed(&d.db, &d.name, mode, &e));
         out.push(JsonB(outcome.to_json()));
     }
     SetOfIterator::new(out)

@@ -698,7 +698,7 @@ struct Opened {
 /// its own; else the registered one.
 fn target_table(req: &SyncRequest, reg: Option<&Registration>, db_name: &str) -> String {
     match reg {
-        Some(r) if r.mapped || req.name.is_none() => r.target_table.clone(),
+        Some(r) if r.mapped.is_some() || req.name.is_none() => r.target_table.clone(),
         _ => storage::target_for_name(db_name).to_string(),
     }
 }
@@ -750,8 +750,8 @@ fn open(req: &SyncRequest, txn: Txn, started: Instant) -> Result<Opened, SyncErr
     };
     let mut record = RunRecord::open(new, status)?;
     record.lock = locked.then_some(lock);
-    let mapping = match &reg {
-        Some(r) if r.mapped && locked => storage::mapped::load(user, &req.db),
+    let mapping = match reg.as_ref().and_then(|r| r.mapped.as_ref()) {
+        Some(m) if locked => m.check().map(Some),
         _ => Ok(None),
     };
     Ok(Opened {
@@ -1082,10 +1082,7 @@ fn registered_target(
     let Some(reg) = storage::registration(user, db)? else {
         return Ok(None);
     };
-    let mapping = match reg.mapped {
-        true => storage::mapped::load(user, db)?,
-        false => None,
-    };
+    let mapping = reg.mapped.as_ref().map(|m| m.check()).transpose()?;
     Ok(Some((reg, mapping)))
 }
 

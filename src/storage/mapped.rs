@@ -220,39 +220,36 @@ pub fn resolve(
     })
 }
 
+/// What `notion_sync.databases` holds of a table of the user's own.
+pub struct Registered {
+    pub columns: Value,
+    /// The table (InvalidOid when it no longer exists).
+    pub relid: pg_sys::Oid,
+    pub tz: String,
+    pub searchable: bool,
+    /// The role that registered it (InvalidOid when it no longer exists).
+    pub role: pg_sys::Oid,
+}
+
+impl Registered {
+    /// The column map checked against the table as it is now: it may have changed since it was
+    /// registered.
+    pub fn check(&self) -> Result<Mapping> {
+        resolve(
+            self.relid,
+            &self.columns,
+            &self.tz,
+            self.searchable,
+            self.role,
+        )
+    }
+}
+
 /// The mapping of a registered database, checked against its table; None when it has none.
 pub fn load(user: &str, db: &str) -> Result<Option<Mapping>> {
-    let reg = Spi::connect(|c| {
-        let rows = c.select(
-            "SELECT pg_catalog.to_regclass(d.target_table)::oid, d.target_columns, d.timezone, d.searchable,
-                    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = d.target_role)
-               FROM notion_sync.databases d
-              WHERE d.user_id = $1 AND d.database_id = $2 AND d.target_columns IS NOT NULL",
-            Some(1),
-            &[user.into(), db.into()],
-        )?;
-        let row = rows.into_iter().next();
-        Ok::<_, SyncError>(match row {
-            Some(r) => Some((
-                r.get::<pg_sys::Oid>(1)?,
-                r.get::<JsonB>(2)?.map(|j| j.0).unwrap_or(Value::Null),
-                r.get::<String>(3)?.unwrap_or_else(|| "UTC".into()),
-                r.get::<bool>(4)?.unwrap_or(false),
-                r.get::<pg_sys::Oid>(5)?,
-            )),
-            None => None,
-        })
-    })?;
-    match reg {
+    match super::registration(user, db)?.and_then(|r| r.mapped) {
+        Some(m) => m.check().map(Some),
         None => Ok(None),
-        Some((relid, map, tz, searchable, role)) => resolve(
-            relid.unwrap_or(pg_sys::InvalidOid),
-            &map,
-            &tz,
-            searchable,
-            role.unwrap_or(pg_sys::InvalidOid),
-        )
-        .map(Some),
     }
 }
 

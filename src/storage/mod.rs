@@ -118,31 +118,45 @@ pub fn token(user: &str) -> Result<Option<String>> {
 pub struct Registration {
     pub database_name: String,
     pub target_table: String,
-    /// A table of the user's own with a column map (storage/mapped.rs), not a sync table.
-    pub mapped: bool,
     /// RFC 3339, UTC.
     pub watermark: Option<String>,
+    /// A table of the user's own with a column map (storage/mapped.rs), not a sync table.
+    pub mapped: Option<mapped::Registered>,
 }
 
+/// A registered database of `user`, with what a table of the user's own needs to be checked.
 pub fn registration(user: &str, db: &str) -> Result<Option<Registration>> {
     Spi::connect(|client| {
         let rows = client.select(
-            "SELECT database_name, target_table,
-                    to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                    target_columns IS NOT NULL
-               FROM notion_sync.databases WHERE user_id = $1 AND database_id = $2",
+            "SELECT d.database_name, d.target_table,
+                    to_char(d.watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                    d.target_columns,
+                    CASE WHEN d.target_columns IS NOT NULL THEN pg_catalog.to_regclass(d.target_table)::oid END,
+                    d.timezone, d.searchable,
+                    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = d.target_role)
+               FROM notion_sync.databases d WHERE d.user_id = $1 AND d.database_id = $2",
             Some(1),
             &[user.into(), db.into()],
         )?;
-        match rows.into_iter().next() {
-            Some(row) => Ok(Some(Registration {
-                database_name: row.get::<String>(1)?.unwrap_or_default(),
-                target_table: row.get::<String>(2)?.unwrap_or_default(),
-                watermark: row.get::<String>(3)?,
-                mapped: row.get::<bool>(4)?.unwrap_or(false),
-            })),
-            None => Ok(None),
-        }
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let mapped = match row.get::<JsonB>(4)? {
+            Some(JsonB(columns)) => Some(mapped::Registered {
+                columns,
+                relid: row.get::<pg_sys::Oid>(5)?.unwrap_or(pg_sys::InvalidOid),
+                tz: row.get::<String>(6)?.unwrap_or_else(|| "UTC".into()),
+                searchable: row.get::<bool>(7)?.unwrap_or(false),
+                role: row.get::<pg_sys::Oid>(8)?.unwrap_or(pg_sys::InvalidOid),
+            }),
+            None => None,
+        };
+        Ok(Some(Registration {
+            database_name: row.get::<String>(1)?.unwrap_or_default(),
+            target_table: row.get::<String>(2)?.unwrap_or_default(),
+            watermark: row.get::<String>(3)?,
+            mapped,
+        }))
     })
 }
 
@@ -317,8 +331,15 @@ pub fn notify(payload: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Registered databases, of one user or all: (user_id, database_id, database_name).
-pub fn registered(user: Option<&str>) -> Result<Vec<(String, String, String)>> {
+/// A registered database, as `sync_all_notion_databases` lists them.
+pub struct Listed {
+    pub user: String,
+    pub db: String,
+    pub name: String,
+}
+
+/// Registered databases, of one user or all.
+pub fn registered(user: Option<&str>) -> Result<Vec<Listed>> {
     Spi::connect(|client| {
         let mut out = vec![];
         for row in client.select(
@@ -327,11 +348,11 @@ pub fn registered(user: Option<&str>) -> Result<Vec<(String, String, String)>> {
             None,
             &[user.map(String::from).into()],
         )? {
-            out.push((
-                row.get::<String>(1)?.unwrap_or_default(),
-                row.get::<String>(2)?.unwrap_or_default(),
-                row.get::<String>(3)?.unwrap_or_default(),
-            ));
+            out.push(Listed {
+                user: row.get::<String>(1)?.unwrap_or_default(),
+                db: row.get::<String>(2)?.unwrap_or_default(),
+                name: row.get::<String>(3)?.unwrap_or_default(),
+            });
         }
         Ok(out)
     })
