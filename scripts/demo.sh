@@ -3,8 +3,10 @@
 # serving the sample workspace, a sync, a character lookup, a search and the status. Cleans up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PG_MAJOR="${PG_MAJOR:-15}"
 bash scripts/setup.sh
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN="/usr/lib/postgresql/$PG_MAJOR/bin"
+TARGET="${CARGO_TARGET_DIR:-target}"
 PORT="${DEMO_PG_PORT:-55432}"
 FAKE_PORT="${DEMO_FAKE_PORT:-17811}"
 RUN="$(pwd)/.run"; DATA="$RUN/demo-cluster"
@@ -23,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-target/release/fake_notion --port "$FAKE_PORT" --workspace tests/workspace/sample.json >"$RUN/demo-fake.log" 2>&1 &
+"$TARGET/release/fake_notion" --port "$FAKE_PORT" --workspace tests/workspace/sample.json >"$RUN/demo-fake.log" 2>&1 &
 FAKE_PID=$!
 
 rm -rf "$DATA"; mkdir -p "$DATA"

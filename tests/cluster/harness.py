@@ -1,5 +1,7 @@
-"""Starts and stops the fake Notion and a throwaway PostgreSQL 15 cluster with notion_sync preloaded.
-Shared by the cluster tests (conftest.py) and the benchmark (benches/bench.py)."""
+"""Starts and stops the fake Notion and a throwaway PostgreSQL cluster with notion_sync preloaded.
+Shared by the cluster tests (conftest.py) and the benchmark (benches/bench.py).
+The major is PG_MAJOR (default 15), or PGBIN names the server's bin directory; CARGO_TARGET_DIR and
+NOTION_SYNC_RUN_DIR (scripts/test.sh sets them) say where the fake's binary and the clusters are."""
 import json
 import os
 import pathlib
@@ -12,10 +14,11 @@ import urllib.request
 import psycopg
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-RUN = ROOT / ".run"
-FAKE_BIN = ROOT / "target" / "release" / "fake_notion"
+RUN = ROOT / (os.environ.get("NOTION_SYNC_RUN_DIR") or ".run")
+FAKE_BIN = ROOT / (os.environ.get("CARGO_TARGET_DIR") or "target") / "release" / "fake_notion"
 SAMPLE = ROOT / "tests" / "workspace" / "sample.json"
-PGBIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+PG_MAJOR = os.environ.get("PG_MAJOR", "15")
+PGBIN = pathlib.Path(os.environ.get("PGBIN") or f"/usr/lib/postgresql/{PG_MAJOR}/bin")
 
 
 def free_port():
@@ -37,7 +40,7 @@ class Fake:
             subprocess.run(["cargo", "build", "--release", "-q", "-p", "fake_notion"], cwd=ROOT, check=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        RUN.mkdir(exist_ok=True)
+        RUN.mkdir(parents=True, exist_ok=True)
         log = open(RUN / log_name, "w")
         self.proc = subprocess.Popen([str(FAKE_BIN), "--port", str(self.port), "--workspace", str(workspace)],
                                      stdout=log, stderr=log)
