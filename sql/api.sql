@@ -270,3 +270,41 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT notion_sync._file_url(p_user_id, p_page_id, p_property, p_index) $$;
 REVOKE ALL ON FUNCTION notion_sync._file_url(text, text, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION notion_sync.file_url(text, text, text, int) TO PUBLIC;
+
+-- Every database / data source the user's token can see (0.2.0): POST /v1/search, all pages of it.
+-- Trashed ones are listed (flagged), never registered by this. Register all the others with:
+--   SELECT notion_sync.register_database(p.user_id, d.database_id, d.title) FROM ... (README)
+CREATE FUNCTION notion_sync.discover_databases(p_user_id text)
+RETURNS TABLE (database_id text, data_source_id text, title text, url text, parent jsonb,
+               property_count int, in_trash boolean, registered boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT r.database_id, r.data_source_id, r.title, r.url, r.parent, r.property_count, r.in_trash,
+         EXISTS (SELECT 1 FROM notion_sync.databases d
+                  WHERE d.user_id = p_user_id AND d.database_id = r.database_id)
+    FROM jsonb_to_recordset(notion_sync._discover_databases(p_user_id))
+         AS r(database_id text, data_source_id text, title text, url text, parent jsonb,
+              property_count int, in_trash boolean)
+   ORDER BY r.in_trash, r.title, r.database_id, r.data_source_id
+$$;
+REVOKE ALL ON FUNCTION notion_sync._discover_databases(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync.discover_databases(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.discover_databases(text) TO notion_sync_admin;
+
+-- One column per Notion property over a database's sync table (0.2.0, README "Typed views").
+CREATE FUNCTION notion_sync.create_typed_view(p_user_id text, p_database_id text, p_view text)
+RETURNS text LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT notion_sync._create_typed_view(p_user_id, p_database_id, p_view) $$;
+REVOKE ALL ON FUNCTION notion_sync._create_typed_view(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync.create_typed_view(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.create_typed_view(text, text, text) TO notion_sync_admin;
+
+-- Syncs running now, from shared memory (0.2.0, src/progress.rs): a SQL call's transaction shows
+-- nothing until it ends, so this is how another session follows a long first sync.
+CREATE VIEW notion_sync.sync_progress AS
+  SELECT * FROM notion_sync._sync_progress();
+REVOKE ALL ON FUNCTION notion_sync._sync_progress() FROM PUBLIC;
+REVOKE ALL ON notion_sync.sync_progress FROM PUBLIC;
+GRANT SELECT ON notion_sync.sync_progress TO notion_sync_admin;

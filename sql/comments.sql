@@ -36,3 +36,9 @@ COMMENT ON FUNCTION notion_sync.target_table_for(text) IS
   'The sync table a database name goes to: Characters, Worlds, Stories, Chat Sessions, else notion_pages_sync.';
 COMMENT ON VIEW notion_sync.sync_status IS
   'Per registered database: schedule, next run, last run and its status, lag since the last successful run, last error, watermark, rows.';
+COMMENT ON FUNCTION notion_sync.discover_databases(text) IS
+  'Every database and data source the user''s token can see (Notion search, all pages of it), trashed ones flagged, and whether each is registered.';
+COMMENT ON FUNCTION notion_sync.create_typed_view(text, text, text) IS
+  'Creates a view with one typed column per Notion property over a database''s sync table; re-created when the schema changes.';
+COMMENT ON VIEW notion_sync.sync_progress IS
+  'The syncs running now (from shared memory, so SQL calls show too): pages done, written, skipped, failed, requests, rate, elapsed, estimated remaining.';

@@ -26,6 +26,26 @@ CREATE INDEX notion_stories_sync_search_idx ON notion_sync.notion_stories_sync U
 ALTER TABLE notion_sync.databases ADD COLUMN data_sources text[];
 CREATE INDEX databases_data_sources_idx ON notion_sync.databases USING gin (data_sources);
 
+-- Typed views (0.2.0, src/typed_view.rs): each view over a database's sync table and its columns
+-- by property id, so a schema change in Notion re-creates it with renamed and removed columns.
+CREATE TABLE notion_sync.typed_views (
+  view_schema name NOT NULL,
+  view_name   name NOT NULL,
+  user_id     text NOT NULL,
+  database_id text NOT NULL,
+  columns     jsonb NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  PRIMARY KEY (view_schema, view_name)
+);
+CREATE INDEX typed_views_db_idx ON notion_sync.typed_views (user_id, database_id);
+REVOKE ALL ON notion_sync.typed_views FROM PUBLIC;
+
+-- A Notion timestamp or date as timestamptz; NULL for what is not one (typed views never fail on a
+-- bad value). Date-only values are read in the session's TimeZone.
+CREATE FUNCTION notion_sync._ts(p text) RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN p OPERATOR(pg_catalog.~) '^\d{4}-\d{2}-\d{2}($|T)' THEN p::pg_catalog.timestamptz END $$;
+
 -- pg_dump keeps what users store (a dump holds tokens: treat it as a secret).
 DO $$
 DECLARE
@@ -34,7 +54,7 @@ BEGIN
   FOREACH t IN ARRAY ARRAY['tokens', 'webhook_secrets', 'webhook_events', 'role_users', 'databases',
                            'sync_runs', 'sync_errors', 'mapped_pages', 'notion_characters_sync',
                            'notion_worlds_sync', 'notion_stories_sync', 'notion_chat_sessions_sync',
-                           'notion_pages_sync', 'sync_runs_run_id_seq', 'sync_errors_id_seq'] LOOP
+                           'notion_pages_sync', 'typed_views', 'sync_runs_run_id_seq', 'sync_errors_id_seq'] LOOP
     PERFORM pg_catalog.pg_extension_config_dump(pg_catalog.format('notion_sync.%I', t)::regclass, '');
   END LOOP;
 END
@@ -90,6 +110,118 @@ AS $$ SELECT notion_sync._file_url(p_user_id, p_page_id, p_property, p_index) $$
 REVOKE ALL ON FUNCTION notion_sync._file_url(text, text, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION notion_sync.file_url(text, text, text, int) TO PUBLIC;
 
+-- Discovery (src/discovery.rs).
+CREATE FUNCTION notion_sync._discover_databases(p_user_id text)
+RETURNS jsonb STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', '_discover_databases_wrapper';
+-- Every database / data source the user's token can see (0.2.0): POST /v1/search, all pages of it.
+-- Trashed ones are listed (flagged), never registered by this. Register all the others with:
+--   SELECT notion_sync.register_database(p.user_id, d.database_id, d.title) FROM ... (README)
+CREATE FUNCTION notion_sync.discover_databases(p_user_id text)
+RETURNS TABLE (database_id text, data_source_id text, title text, url text, parent jsonb,
+               property_count int, in_trash boolean, registered boolean)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT r.database_id, r.data_source_id, r.title, r.url, r.parent, r.property_count, r.in_trash,
+         EXISTS (SELECT 1 FROM notion_sync.databases d
+                  WHERE d.user_id = p_user_id AND d.database_id = r.database_id)
+    FROM jsonb_to_recordset(notion_sync._discover_databases(p_user_id))
+         AS r(database_id text, data_source_id text, title text, url text, parent jsonb,
+              property_count int, in_trash boolean)
+   ORDER BY r.in_trash, r.title, r.database_id, r.data_source_id
+$$;
+REVOKE ALL ON FUNCTION notion_sync._discover_databases(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync.discover_databases(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.discover_databases(text) TO notion_sync_admin;
+
+-- Typed views (src/typed_view.rs).
+CREATE FUNCTION notion_sync._create_typed_view(p_user_id text, p_database_id text, p_view text)
+RETURNS text STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', '_create_typed_view_wrapper';
+-- One column per Notion property over a database's sync table (0.2.0, README "Typed views").
+CREATE FUNCTION notion_sync.create_typed_view(p_user_id text, p_database_id text, p_view text)
+RETURNS text LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT notion_sync._create_typed_view(p_user_id, p_database_id, p_view) $$;
+REVOKE ALL ON FUNCTION notion_sync._create_typed_view(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION notion_sync.create_typed_view(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.create_typed_view(text, text, text) TO notion_sync_admin;
+
+-- Progress of running syncs (src/progress.rs).
+CREATE FUNCTION notion_sync._sync_progress()
+RETURNS TABLE (run_id bigint, pid int, user_id text, database_id text, phase text, pages_read bigint,
+               written bigint, skipped bigint, failed bigint, requests bigint, requests_per_s float8,
+               elapsed_s float8, expected_pages bigint, remaining_s float8)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', '_sync_progress_wrapper';
+-- Syncs running now, from shared memory (0.2.0, src/progress.rs): a SQL call's transaction shows
+-- nothing until it ends, so this is how another session follows a long first sync.
+CREATE VIEW notion_sync.sync_progress AS
+  SELECT * FROM notion_sync._sync_progress();
+REVOKE ALL ON FUNCTION notion_sync._sync_progress() FROM PUBLIC;
+REVOKE ALL ON notion_sync.sync_progress FROM PUBLIC;
+GRANT SELECT ON notion_sync.sync_progress TO notion_sync_admin;
+
+-- The lookup's typo tier runs only when no exact, prefix or substring match was found.
+DO $do$
+DECLARE
+  trgm text := (SELECT e.extnamespace::regnamespace::text FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_trgm');
+BEGIN
+  EXECUTE pg_catalog.replace($f$
+-- Tiers, best first: exact (1.0), prefix (0.9), substring (0.8), then typo-tolerant (0.7 x trigram
+-- similarity, only when the three before found nothing); ties by lowercased name. A tier runs only
+-- while fewer than p_limit rows were found,
+-- since no row of a later tier can outrank one of an earlier tier: a lookup that has its answer in
+-- the btree never pays for the trigram index. Each tier is planned with its values as constants
+-- (EXECUTE), which is what lets the btree serve the prefix LIKE. p_limit NULL returns every match.
+CREATE OR REPLACE FUNCTION notion_sync.get_notion_character(p_user_id text, p_character_name text, p_limit int DEFAULT 20)
+RETURNS TABLE (notion_page_id text, name text, description text, properties jsonb, url text, match_score real)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  q text := lower(p_character_name);
+  -- LIKE wildcards in the name are matched literally.
+  esc text := replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_');
+  name_c constant text := 'lower(c.name) COLLATE pg_catalog."C"';
+  tier record;
+  got bigint;
+  left_ bigint := p_limit;
+BEGIN
+  IF p_limit < 0 THEN
+    RAISE EXCEPTION 'p_limit must be 0 or more, got %', p_limit USING ERRCODE = '2201W';
+  END IF;
+  FOR tier IN
+    SELECT * FROM (VALUES
+      (0, '1.0', 'true'),
+      (1, '1.0', format('%s = %L', name_c, q)),
+      (2, '0.9', format('%s LIKE %L AND %s <> %L', name_c, esc || '%', name_c, q)),
+      (3, '0.8', format('lower(c.name) LIKE %L AND NOT starts_with(lower(c.name), %L)', '%' || esc || '%', q)),
+      (4, format('0.7 * @trgm@.similarity(lower(c.name), %L)', q),
+          format('lower(c.name) OPERATOR(@trgm@.%%) %L AND strpos(lower(c.name), %L) = 0', q, q))
+    ) t(n, score, cond)
+    WHERE (n = 0) = (p_character_name IS NULL)
+    ORDER BY n
+  LOOP
+    EXIT WHEN left_ <= 0;
+    -- The typo tier only when nothing better matched (or every match was asked for): a name that
+    -- matches exactly, by prefix or inside another wants those, not look-alikes, and the trigram
+    -- similarity scan was most of a lookup's time (issue 21: p50 2.6 -> 1.1 ms at 100k characters).
+    EXIT WHEN tier.n = 4 AND p_limit IS NOT NULL AND left_ < p_limit;
+    RETURN QUERY EXECUTE format(
+      'SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, (%s)::real AS s
+         FROM notion_sync.notion_characters_sync c
+        WHERE c.user_id = %L AND NOT c.in_trash AND %s
+        ORDER BY s DESC, %s, c.name LIMIT %s',
+      tier.score, p_user_id, tier.cond, name_c, coalesce(left_::text, 'ALL'));
+    GET DIAGNOSTICS got = ROW_COUNT;
+    left_ := left_ - got;
+  END LOOP;
+END
+$$ $f$, '@trgm@', trgm);
+END
+$do$;
 -- Comments (0.2.0): the same statements as sql/comments.sql.
 COMMENT ON FUNCTION notion_sync.set_notion_token(text, text) IS
   'Stores (or replaces) the Notion integration token of an application user.';
@@ -127,3 +259,9 @@ COMMENT ON FUNCTION notion_sync.target_table_for(text) IS
   'The sync table a database name goes to: Characters, Worlds, Stories, Chat Sessions, else notion_pages_sync.';
 COMMENT ON VIEW notion_sync.sync_status IS
   'Per registered database: schedule, next run, last run and its status, lag since the last successful run, last error, watermark, rows.';
+COMMENT ON FUNCTION notion_sync.discover_databases(text) IS
+  'Every database and data source the user''s token can see (Notion search, all pages of it), trashed ones flagged, and whether each is registered.';
+COMMENT ON FUNCTION notion_sync.create_typed_view(text, text, text) IS
+  'Creates a view with one typed column per Notion property over a database''s sync table; re-created when the schema changes.';
+COMMENT ON VIEW notion_sync.sync_progress IS
+  'The syncs running now (from shared memory, so SQL calls show too): pages done, written, skipped, failed, requests, rate, elapsed, estimated remaining.';

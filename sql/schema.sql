@@ -340,6 +340,26 @@ CREATE TYPE notion_sync.sync_result AS (
   duration_ms   bigint
 );
 
+-- Typed views (0.2.0, src/typed_view.rs): each view over a database's sync table and its columns
+-- by property id, so a schema change in Notion re-creates it with renamed and removed columns.
+CREATE TABLE notion_sync.typed_views (
+  view_schema name NOT NULL,
+  view_name   name NOT NULL,
+  user_id     text NOT NULL,
+  database_id text NOT NULL,
+  columns     jsonb NOT NULL,
+  created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  PRIMARY KEY (view_schema, view_name)
+);
+CREATE INDEX typed_views_db_idx ON notion_sync.typed_views (user_id, database_id);
+REVOKE ALL ON notion_sync.typed_views FROM PUBLIC;
+
+-- A Notion timestamp or date as timestamptz; NULL for what is not one (typed views never fail on a
+-- bad value). Date-only values are read in the session's TimeZone.
+CREATE FUNCTION notion_sync._ts(p text) RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN p OPERATOR(pg_catalog.~) '^\d{4}-\d{2}-\d{2}($|T)' THEN p::pg_catalog.timestamptz END $$;
+
 -- pg_dump keeps what users store here (0.2.0): extension member tables are otherwise left out of a
 -- dump, and a restore gave an empty extension. A dump therefore holds the Notion tokens and webhook
 -- secrets: treat it as a secret.
@@ -350,7 +370,7 @@ BEGIN
   FOREACH t IN ARRAY ARRAY['tokens', 'webhook_secrets', 'webhook_events', 'role_users', 'databases',
                            'sync_runs', 'sync_errors', 'mapped_pages', 'notion_characters_sync',
                            'notion_worlds_sync', 'notion_stories_sync', 'notion_chat_sessions_sync',
-                           'notion_pages_sync', 'sync_runs_run_id_seq', 'sync_errors_id_seq'] LOOP
+                           'notion_pages_sync', 'typed_views', 'sync_runs_run_id_seq', 'sync_errors_id_seq'] LOOP
     PERFORM pg_catalog.pg_extension_config_dump(pg_catalog.format('notion_sync.%I', t)::regclass, '');
   END LOOP;
 END

@@ -30,6 +30,8 @@ static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
 static CONTENT_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(3);
 /// Share of live rows one full scan may mark deleted (the mass-deletion guard, sync.rs).
 static MAX_DELETE_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+/// Off by default: psql users of a long first sync opt in (sync_progress shows it anyway).
+static PROGRESS_NOTICE_PAGES: GucSetting<i32> = GucSetting::<i32>::new(0);
 static RUN_RETENTION: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(RUN_RETENTION_DEFAULT));
 
@@ -114,6 +116,16 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"notion_sync.progress_notice_pages",
+        c"A sync called from SQL sends a NOTICE each time this many more pages were read; 0 = none.",
+        c"The figures of every running sync are in notion_sync.sync_progress whatever this says.",
+        &PROGRESS_NOTICE_PAGES,
+        0,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
         c"notion_sync.content_depth",
         c"Levels of the block tree read for page content; 0 = no content.",
         c"",
@@ -179,6 +191,11 @@ pub fn content_depth() -> u32 {
 
 pub fn max_delete_fraction() -> f64 {
     MAX_DELETE_FRACTION.get()
+}
+
+/// Pages between two progress NOTICEs of a SQL call; 0 = none.
+pub fn progress_notice_pages() -> i64 {
+    PROGRESS_NOTICE_PAGES.get().max(0) as i64
 }
 
 /// `notion_sync.run_retention` as an interval literal.

@@ -3,21 +3,25 @@
 //! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI:
 //! `sync_table` and `mapped` are the two targets of a sync, `runs` the run record, `queue` and
 //! `schedules` what the worker reads), `mapping` (column maps and type conversion, pure),
-//! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `files` (hosted file URLs), `shmem` (what
-//! backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
+//! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `files` (hosted file URLs),
+//! `discovery` (what the token can see), `typed_view` (a column per property), `progress` (running
+//! syncs, in shared memory), `shmem` (what backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
 use pgrx::prelude::*;
 
 mod api;
+mod discovery;
 mod error;
 mod files;
 mod gucs;
 pub mod mapping;
 pub mod notion;
+mod progress;
 pub mod schedule;
 mod shmem;
 mod storage;
 mod sync;
+mod typed_view;
 mod webhook;
 mod worker;
 
@@ -37,7 +41,10 @@ extension_sql_file!(
         _handle_webhook,
         _webhook_rejected,
         _check_target,
-        _file_url
+        _file_url,
+        _discover_databases,
+        _create_typed_view,
+        _sync_progress
     ]
 );
 extension_sql_file!("../sql/read.sql", name = "read", requires = ["schema"]);
@@ -55,6 +62,7 @@ extension_sql_file!(
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     shmem::init();
+    progress::init();
     worker::init();
 }
 

@@ -202,6 +202,13 @@ struct Run<'i> {
     /// unchanged, so stored hashes are not looked up. Planner statistics of a table that was empty
     /// make that lookup a scan per id, which cost a first sync of 10,000 pages 4x its time.
     fresh: bool,
+    /// Pages of the scan done (found unchanged, or fetched): what sync_progress shows.
+    done: i64,
+    /// This run in `notion_sync.sync_progress` (None for a webhook's single page); freed on drop.
+    progress: Option<crate::progress::Progress>,
+    /// The database's name for NOTICEs, and how many were sent (`progress_notice_pages`).
+    label: String,
+    noticed: i64,
 }
 
 /// Stage 1's output: a page of the results that parsed, and the data source it came from.
@@ -257,6 +264,37 @@ impl<'i> Run<'i> {
             volatile: HashMap::new(),
             dead_in_a_row: 0,
             fresh: false,
+            done: 0,
+            progress: None,
+            label: String::new(),
+            noticed: 0,
+        }
+    }
+
+    /// Publishes the run's figures (sync_progress) and, in a SQL call with
+    /// `notion_sync.progress_notice_pages` set, a NOTICE each time that many more pages were done.
+    fn report(&mut self, phase: crate::progress::Phase) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        let c = &self.counts;
+        let (failed, requests) = (self.errors.len() as i64, self.client.stats.requests as i64);
+        progress.update(
+            phase,
+            self.done,
+            c.created + c.updated,
+            c.skipped,
+            failed,
+            requests,
+        );
+        let every = gucs::progress_notice_pages();
+        if self.txn == Txn::Caller && every > 0 && self.done / every > self.noticed {
+            self.noticed = self.done / every;
+            let secs = (chrono::Utc::now().timestamp_millis() - self.started_ms) as f64 / 1000.0;
+            pgrx::notice!(
+                "notion_sync: {}: {} pages read, {} written, {} unchanged, {failed} failed, {requests} requests in {secs:.1} s",
+                self.label, self.done, c.created + c.updated, c.skipped
+            );
         }
     }
 
@@ -413,6 +451,7 @@ impl<'i> Run<'i> {
                 .is_some_and(|k| unchanged(k, &hash, edited))
             {
                 self.counts.skipped += 1;
+                self.done += 1;
                 self.note_edited(edited);
                 continue;
             }
@@ -446,6 +485,8 @@ impl<'i> Run<'i> {
             kept_body,
         } in changed
         {
+            self.report(crate::progress::Phase::Reading);
+            self.done += 1;
             if let Err(e) = self.complete(&mut page) {
                 self.read_failed(&page.id, edited, "completing its properties", e)?;
                 continue;
@@ -860,6 +901,18 @@ pub fn start<'i>(
 
 impl<'i> Job<'i> {
     fn new(req: &SyncRequest, mut run: Run<'i>, scan: Scan, record: RunRecord) -> Job<'i> {
+        // A full scan's remaining time is estimated from what the last complete one read.
+        let expected = match req.mode {
+            Mode::Full => run
+                .txn
+                .run(|| runs::last_full_total(&req.user, &req.db))
+                .unwrap_or(0),
+            Mode::Incremental => 0,
+        };
+        run.progress = Some(crate::progress::Progress::begin(
+            record.id, &req.user, &req.db, expected,
+        ));
+        run.label = record.db_name.clone();
         if !scan.complete {
             run.errors.push((
                 None,
@@ -898,7 +951,9 @@ impl<'i> Job<'i> {
         if self.fatal.is_some() || self.scan.done() {
             return true;
         }
-        if let Err(e) = self.step_inner() {
+        let result = self.step_inner();
+        self.run.report(crate::progress::Phase::Reading);
+        if let Err(e) = result {
             self.fatal = Some(e);
             self.scan.complete = false;
             return true;
@@ -941,6 +996,16 @@ impl<'i> Job<'i> {
         } = self;
         let complete = scan.complete && fatal.is_none();
         let (txn, mode, whole) = (run.txn, record.mode, hours_back.is_none());
+        run.report(crate::progress::Phase::Finishing);
+        // A complete full scan saw the current schema: typed views follow it (HTTP, no transaction).
+        let table = run.target.stored_table();
+        if complete && mode == Mode::Full && table != "mapped_pages" {
+            let (user, db) = (run.user.clone(), run.db.clone());
+            if let Err(e) = crate::typed_view::refresh(&user, &db, table, txn, &mut run.client) {
+                run.errors
+                    .push((None, format!("re-creating the typed views: {e}")));
+            }
+        }
         let deleted = txn.run(|| run.conclude(mode, complete, whole, fatal.is_none()));
         let (deleted, fatal) = match deleted {
             Ok(d) => (d, fatal),
@@ -1036,6 +1101,30 @@ pub fn resolve_database(
         storage::add_data_source(user, &db, &id)?;
         Ok(Some(db))
     })
+}
+
+/// Re-creates the typed views of a sync-table database whose schema changed (a
+/// `data_source.schema_updated` webhook). No request without typed views.
+pub fn refresh_typed_views(
+    user: &str,
+    db: &str,
+    txn: Txn,
+    interrupt: &dyn Fn(),
+) -> Result<Vec<String>, SyncError> {
+    let (reg, has_views) = txn.run(|| {
+        Ok::<_, SyncError>((
+            storage::registration(user, db)?,
+            crate::typed_view::has_views(user, db)?,
+        ))
+    })?;
+    let Some(reg) = reg.filter(|r| r.mapped.is_none() && has_views) else {
+        return Ok(vec![]);
+    };
+    let token = txn
+        .run(|| storage::token(user))?
+        .ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
+    let mut client = Client::new(gucs::client_config(token), interrupt).map_err(SyncError::Api)?;
+    crate::typed_view::refresh(user, db, &reg.target_table, txn, &mut client)
 }
 
 /// The registered database a `data_source.*` / `database.*` event is about: its entity (a data

@@ -257,6 +257,11 @@ fn sync_database(
     if jobs.iter().any(|j| j.syncs(user, &db)) {
         return Ok(None);
     }
+    // The schema changed: typed views follow at once (an incremental sync does not read it).
+    if kind == "data_source.schema_updated" {
+        sync::refresh_typed_views(user, &db, Txn::PerBatch, interrupt)
+            .map_err(|e| e.to_string())?;
+    }
     let started = SyncRequest::new(user, &db, None, Mode::Incremental, None, Trigger::Webhook)
         .and_then(|req| sync::start(&req, Txn::PerBatch, interrupt));
     match started {

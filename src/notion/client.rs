@@ -423,6 +423,33 @@ impl<'a> Client<'a> {
         Ok((items, last))
     }
 
+    /// Every database container the token can see, trashed ones included (POST /v1/search with
+    /// the `data_source` filter on 2025-09-03+, `database` before), all pages of results.
+    pub fn search_containers(&mut self) -> Result<Vec<Value>, ApiError> {
+        let value = if self.cfg.version.as_str() < "2025-09-03" {
+            "database"
+        } else {
+            "data_source"
+        };
+        let mut out = vec![];
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut body =
+                json!({"filter": {"property": "object", "value": value}, "page_size": 100});
+            if let Some(c) = &cursor {
+                body["start_cursor"] = json!(c);
+            }
+            let mut v = self.request("POST", "/search", Some(&body))?;
+            if let Some(Value::Array(a)) = v.get_mut("results").map(Value::take) {
+                out.extend(a);
+            }
+            cursor = next_cursor(&v);
+            if cursor.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     /// All children of a block (one level), following cursors.
     pub fn children(&mut self, block_id: &str) -> Result<Vec<Value>, ApiError> {
         self.get_all(&format!("/blocks/{block_id}/children"))

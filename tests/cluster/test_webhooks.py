@@ -157,3 +157,16 @@ def test_events_that_name_only_a_data_source_are_routed_to_its_database(hooked, 
     status, result = hooked.execute(q, (ev["event"]["id"],)).fetchone()
     assert done and status == "done" and "incremental sync started" in result, (status, result)
     assert hooked.execute("SELECT data_sources FROM notion_sync.databases").fetchone()[0] == [CHARS_DS]
+
+
+def test_a_schema_updated_event_recreates_the_typed_views(hooked, fake):
+    hooked.execute("SELECT notion_sync.create_typed_view('alice', %s, 'chars_typed')", (CHARS,))
+    try:
+        fake.admin("POST", f"data_sources/{CHARS_DS}/schema", {"add": {"Mood": {"type": "select"}}})
+        ev = event(fake, "data_source.schema_updated", CHARS_DS)
+        handle(hooked, ev["body"], ev["signature"])
+        cols = "SELECT array_agg(column_name::text) FROM information_schema.columns WHERE table_name = 'chars_typed'"
+        assert wait_for(lambda: "Mood" in hooked.execute(cols).fetchone()[0], 10), hooked.execute(cols).fetchone()
+    finally:
+        hooked.execute("DROP VIEW IF EXISTS public.chars_typed")
+        hooked.execute("TRUNCATE notion_sync.typed_views")

@@ -326,6 +326,8 @@ pub struct Database {
     pub data_sources: Vec<String>,
     pub created_ms: i64,
     pub edited_ms: i64,
+    /// Seed `"in_trash": true`: a database in trash, which search still returns (as Notion does).
+    pub in_trash: bool,
 }
 
 #[derive(Clone)]
@@ -454,6 +456,10 @@ impl Store {
                 data_sources: vec![],
                 created_ms: created,
                 edited_ms: created,
+                in_trash: db
+                    .get("in_trash")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false),
             };
             // A database without `data_sources` is its own single data source.
             let (sources, explicit) = match db.get("data_sources").and_then(|v| v.as_array()) {
@@ -1054,7 +1060,8 @@ impl Store {
             "parent":{"type":"database_id","database_id":ds.database_id},
             "database_parent":self.databases.get(&ds.database_id).map(|d| d.parent.clone())
                 .unwrap_or(json!({"type":"workspace","workspace":true})),
-            "is_inline":false,"archived":false,"in_trash":false,
+            "is_inline":false,"archived":false,
+            "in_trash":self.databases.get(&ds.database_id).is_some_and(|d| d.in_trash),
             "created_time": iso(round_minute(ds.created_ms)),
             "last_edited_time": iso(round_minute(ds.edited_ms)),
             "created_by":{"object":"user","id":self.bot_id},
@@ -1078,7 +1085,7 @@ impl Store {
             "object":"database","id":db.id,
             "title":[rich_text(&db.title)],"description":[],
             "parent":db.parent,
-            "is_inline":false,"in_trash":false,"is_locked":false,
+            "is_inline":false,"in_trash":db.in_trash,"is_locked":false,
             "created_time": ts(db.created_ms),"last_edited_time": ts(db.edited_ms),
             "icon":null,"cover":null,
             "url": format!("https://www.notion.so/{}", db.id.replace('-', "")),
@@ -1086,7 +1093,7 @@ impl Store {
         });
         if version != "2026-03-11" {
             // Recorded on 2025-09-03 too (notion-sdk-py database-retrieve); gone in 2026-03-11.
-            o["archived"] = json!(false);
+            o["archived"] = json!(db.in_trash);
         }
         if version == "2022-06-28" {
             let ds = &self.data_sources[&db.data_sources[0]];
