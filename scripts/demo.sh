@@ -46,6 +46,8 @@ PSQL=(psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -v ON_ERROR_STO
 run() { printf '\n\033[1m%s\033[0m\n' "$1"; shift; "${PSQL[@]}" -c "$@"; }
 "${PSQL[@]}" -c "CREATE EXTENSION notion_sync CASCADE"
 "${PSQL[@]}" -c "SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')"
+run "0. Discovery: every database alice's token can see (before registering any):" \
+  "SELECT title, database_id, data_source_id, property_count, in_trash, registered FROM notion_sync.discover_databases('alice')"
 "${PSQL[@]}" >/dev/null <<'SQL'
 -- The application's own table: Clients goes here through a column map (README "Your own tables").
 CREATE TABLE public.clients (
@@ -65,14 +67,25 @@ SELECT notion_sync.register_database('alice', 'a1b2c3d4-0000-4000-8000-000000000
 SELECT notion_sync.register_database('alice', 'https://www.notion.so/acme/Reading-List-a1b2c3d400004000800000000000c0de?v=1', 'Reading List', 'manual');
 SQL
 
-run "1. Sync every registered database (fake Notion at 3 requests/s, like the real one):" \
-  "SELECT database_name, mode, status, total, created, updated, skipped, deleted, duration_ms FROM notion_sync.sync_all_notion_databases('alice', 'full')"
+printf '\n\033[1m%s\033[0m\n' "1. Sync every registered database (fake Notion at 3 requests/s, like the real one); meanwhile another session watches notion_sync.sync_progress:"
+"${PSQL[@]}" -c "SELECT database_name, mode, status, total, created, updated, skipped, deleted, duration_ms FROM notion_sync.sync_all_notion_databases('alice', 'full')" >"$RUN/demo-sync.out" &
+SYNC_PID=$!
+for _ in 1 2 3; do
+  sleep 0.7
+  "${PSQL[@]}" -c "SELECT database_id, phase, pages_read, written, requests, requests_per_s, elapsed_s FROM notion_sync.sync_progress" || true
+done
+wait "$SYNC_PID"
+cat "$RUN/demo-sync.out"
 run "2. Sync again: unchanged pages cost nothing:" \
   "SELECT database_name, status, total, skipped, duration_ms FROM notion_sync.sync_all_notion_databases('alice')"
 run "3. Character lookup (typo-tolerant): get_notion_character('alice', 'aria stromwind')" \
   "SELECT name, match_score, left(description, 50) AS description, properties->'Role'->>'value' AS role FROM notion_sync.get_notion_character('alice', 'aria stromwind')"
 run "4. Search across all sync tables (and searchable tables of your own): search_notion_content('alice', 'compass or bakery')" \
   "SELECT source_table, title, round(relevance_score::numeric, 3) AS score, left(content, 70) AS snippet FROM notion_sync.search_notion_content('alice', 'compass or bakery')"
+run "4b. A typed view: one column per Notion property, typed from the schema (create_typed_view):" \
+  "SELECT notion_sync.create_typed_view('alice', 'a1b2c3d4-0000-4000-8000-0000000000c1', 'characters_v') AS view"
+run "    SELECT \"Name\", \"Role\", \"Age\", \"Traits\" FROM characters_v ORDER BY \"Age\"" \
+  "SELECT \"Name\", \"Role\", \"Age\", \"Traits\" FROM characters_v ORDER BY \"Age\""
 run "5. Your own table: Clients synced into public.clients through a column map, values typed:" \
   "SELECT name, slug, contact_email, products_services, monthly_fee, active, left(client_page_info, 40) AS client_page_info FROM public.clients ORDER BY name"
 run "6. Status: notion_sync.status('alice')" \

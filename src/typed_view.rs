@@ -351,7 +351,14 @@ fn install(
     cols: &[Col],
 ) -> Result<(), SyncError> {
     let full = format!("{}.{}", ident(schema_name), ident(name));
-    Spi::run(&format!("DROP VIEW IF EXISTS {full}"))?;
+    let exists = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[full.as_str().into()],
+    )?
+    .unwrap_or(false);
+    if exists {
+        Spi::run(&format!("DROP VIEW {full}"))?;
+    }
     Spi::run(&create_sql(&full, table, user, db, cols))?;
     Spi::run(&format!("GRANT SELECT ON {full} TO PUBLIC"))?;
     Spi::run_with_args(
