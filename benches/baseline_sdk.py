@@ -60,8 +60,25 @@ def row(page):
     return page["id"], title, Jsonb(props), page["url"], page["last_edited_time"]
 
 
-def sync(base_url, token, database_id, dsn, incremental=False):
-    """One run; returns {pages, seconds, requests}. `incremental` only fetches recently edited pages."""
+def body(notion, block_id):
+    """The page's text as users write it: every block's children, one request per block with
+    children, in order, one request after the other."""
+    lines, cursor = [], None
+    while True:
+        resp = notion.blocks.children.list(block_id=block_id, start_cursor=cursor, page_size=100)
+        for b in resp["results"]:
+            rich = b.get(b["type"], {}).get("rich_text", [])
+            lines.append("".join(t.get("plain_text", "") for t in rich))
+            if b.get("has_children"):
+                lines.append(body(notion, b["id"]))
+        if not resp["has_more"]:
+            return "\n".join(lines)
+        cursor = resp["next_cursor"]
+
+
+def sync(base_url, token, database_id, dsn, incremental=False, content=False):
+    """One run; returns {pages, seconds, requests}. `incremental` only fetches recently edited pages;
+    `content` also reads every page's blocks (the text is read, not stored: only the requests count)."""
     requests = 0
 
     def count(_request):
@@ -82,6 +99,9 @@ def sync(base_url, token, database_id, dsn, incremental=False):
         pages, cursor = 0, None
         while True:
             resp = notion.data_sources.query(**query, start_cursor=cursor)
+            if content:
+                for p in resp["results"]:
+                    body(notion, p["id"])
             with conn.cursor() as cur:
                 cur.executemany(UPSERT, [row(p) for p in resp["results"] if p["object"] == "page"])
             conn.commit()

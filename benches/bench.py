@@ -178,7 +178,124 @@ def rate_limited(fake, dsn, n=2000, rps=3):
     return out
 
 
+NESTED = [{"type": "heading_2", "text": "About"},
+          {"type": "toggle", "text": "Details", "children": [{"type": "paragraph", "text": "Nested body text."}]},
+          {"type": "paragraph", "text": "A paragraph of body text for the search index."}]
+
+
+def real_conditions(fake, dsn):
+    """What a user's first sync, re-sync and freshness cost under the real API's conditions: every
+    response after BENCH_LATENCY_MS (250), the fake limited to 3 requests/s per token like Notion,
+    our budget at 3; ours and the baseline script in the same run. Sizes: BENCH_REAL_PAGES (1000)
+    properties only, BENCH_REAL_CONTENT (100) with a 3-block body, one nested level."""
+    latency = int(os.environ.get("BENCH_LATENCY_MS", "250"))
+    n = int(os.environ.get("BENCH_REAL_PAGES", "1000"))
+    nc = int(os.environ.get("BENCH_REAL_CONTENT", "100"))
+    out = {"latency_ms": latency, "rows": []}
+
+    def limited():
+        fake.admin("POST", "config", {"rate_limit_rps": 3, "rate_limit_burst": 3, "latency_ms": latency})
+        fake.admin("DELETE", "requests")
+
+    def r429():
+        return sum(1 for r in fake.requests() if r["status"] == 429)
+
+    def ours(conn, mode, label, minimum):
+        fake.admin("DELETE", "requests")
+        _, secs, reqs = run(conn, mode)
+        return {"what": label, "ours_s": round(secs, 1), "ours_req": reqs, "ours_429": r429(),
+                "min_req": minimum, "min_s": round(minimum / 3, 1)}
+
+    def theirs(row, **kw):
+        fake.admin("DELETE", "requests")
+        try:
+            b = baseline_sdk.sync(fake.url, "ntn_bench", DB, dsn, **kw)
+            row.update({"base_s": round(b["seconds"], 1), "base_req": b["requests"], "base_429": r429()})
+        except Exception as e:  # the SDK gives up after its retries
+            row.update({"base_s": None, "base_req": None, "base_429": r429(), "base_error": type(e).__name__})
+        out["rows"].append(row)
+        print(json.dumps(row), flush=True)
+
+    for content, size in ((False, n), (True, nc)):
+        fake.reset(WORKSPACE)
+        fake.admin("POST", f"data_sources/{DS}/generate",
+                   {"count": size, "properties": TEMPLATE, "created_time": "2026-01-01T00:00:00Z", "step_ms": 1000,
+                    **({"children": NESTED} if content else {})})
+        limited()
+        per_page = 2 if content else 0  # the page's blocks, and the toggle's
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs CASCADE")
+            conn.execute("DROP SCHEMA IF EXISTS baseline CASCADE")
+            conn.execute("SET notion_sync.requests_per_second = 3")
+            conn.execute(f"SET notion_sync.content_depth = {3 if content else 0}")
+            kind = "with content" if content else "properties only"
+            row = ours(conn, "full", f"first full sync, {size} pages, {kind}",
+                       math.ceil(size / 100) + 1 + per_page * size)
+            theirs(row, content=content)
+            if content:
+                continue
+            k = max(1, size // 100)
+            row = ours(conn, "incremental", f"scheduled re-sync, nothing changed, {size} pages", 2)
+            theirs(row, incremental=True)
+            touch(fake, conn, "SELECT notion_page_id FROM notion_sync.notion_pages_sync", k)
+            row = ours(conn, "incremental", f"scheduled re-sync, 1% ({k}) changed, {size} pages", 2)
+            theirs(row, incremental=True)
+    # Freshness with webhooks: from an edit in Notion to the row updated, through the worker.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET notion_sync.requests_per_second = 3")
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("SELECT notion_sync.register_database('bench', %s, 'Bench', 'manual')", (DB,))
+        conn.execute("SELECT notion_sync.handle_webhook(%s, NULL, 'bench')",
+                     (json.dumps({"verification_token": "secret_bench"}),))
+        page = conn.execute("SELECT notion_page_id FROM notion_sync.notion_pages_sync LIMIT 1").fetchone()[0]
+        lat = []
+        for i in range(int(os.environ.get("BENCH_FRESH_EVENTS", "10"))):
+            fake.admin("PATCH", f"pages/{page}", {"properties": {"Rating": 100 + i}})
+            ev = fake.admin("POST", "webhook", {"type": "page.properties_updated", "entity_id": page,
+                                                "secret": "secret_bench"})
+            t0 = time.perf_counter()
+            conn.execute("SELECT notion_sync.handle_webhook(%s, %s)", (ev["body"], ev["signature"]))
+            while conn.execute("SELECT properties->'Rating'->>'value' FROM notion_sync.notion_pages_sync"
+                               " WHERE notion_page_id = %s", (page,)).fetchone()[0] != str(100 + i):
+                if time.perf_counter() - t0 > 30:
+                    break
+                time.sleep(0.01)
+            lat.append(time.perf_counter() - t0)
+        conn.execute("ALTER SYSTEM RESET notion_sync.requests_per_second")
+        conn.execute("SELECT pg_reload_conf()")
+    lat.sort()
+    out["fresh_p50_s"] = round(lat[len(lat) // 2], 2)
+    out["fresh_p95_s"] = round(lat[max(0, int(len(lat) * 0.95) - 1)], 2)
+    fake.admin("POST", "config", {"rate_limit_rps": 0, "latency_ms": 0})
+    print(json.dumps({k: v for k, v in out.items() if k != "rows"}), flush=True)
+    return out
+
+
+def real_table(real):
+    head = ["", "ours: s", "requests", "429s", "baseline: s", "requests", "429s", "minimum: requests", "s (at 3/s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in real["rows"]:
+        lines.append(f"| {r['what']} | {r['ours_s']} | {r['ours_req']} | {r['ours_429']} | {r['base_s']} | "
+                     f"{r['base_req']} | {r['base_429']} | {r['min_req']} | {r['min_s']} |")
+    return "\n".join(lines)
+
+
 def main():
+    if os.environ.get("BENCH_ONLY") == "real":
+        fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")
+        cluster = Cluster("bench-cluster", {"notion_sync.api_url": f"'{fake.url}/v1'",
+                                            "notion_sync.requests_per_second": 0, "notion_sync.content_depth": 0})
+        try:
+            with psycopg.connect(cluster.dsn, autocommit=True) as admin:
+                admin.execute("CREATE EXTENSION notion_sync CASCADE")
+                admin.execute("SELECT notion_sync.set_notion_token('bench', 'ntn_bench')")
+            real = real_conditions(fake, cluster.dsn)
+        finally:
+            cluster.stop()
+            fake.stop()
+        print("\n" + real_table(real))
+        print(f"\nwebhook freshness: p50 {real['fresh_p50_s']} s, p95 {real['fresh_p95_s']} s")
+        return
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "1000 10000 100000").split()]
     fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")
     cluster = Cluster("bench-cluster", {"notion_sync.api_url": f"'{fake.url}/v1'",

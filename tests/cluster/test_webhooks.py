@@ -96,8 +96,10 @@ def test_signed_events_update_trash_and_sync(hooked, fake):
     # A data source event runs an incremental sync of its database.
     ev = event(fake, "data_source.content_updated", CHARS_DS)
     handle(hooked, ev["body"], ev["signature"])
-    assert wait_for(lambda: hooked.execute("SELECT status FROM notion_sync.sync_runs WHERE trigger = 'webhook'"
-                                           ).fetchone(), 10) == ("succeeded",)
+    # Waits for the run to end (the first poll may see it still running), then checks how it ended.
+    q = "SELECT status FROM notion_sync.sync_runs WHERE trigger = 'webhook'"
+    assert wait_for(lambda: (hooked.execute(q).fetchone() or ("running",))[0] != "running", 10)
+    assert hooked.execute(q).fetchall() == [("succeeded",)]
 
 
 def test_an_older_read_never_overwrites_newer_data(hooked, fake):
