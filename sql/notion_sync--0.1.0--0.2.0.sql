@@ -20,7 +20,21 @@ ALTER TABLE notion_sync.notion_stories_sync ADD COLUMN search_vector tsvector GE
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(description, '')), 'B') ||
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(content, '')), 'B') ||
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(body, '')), 'C')) STORED;
-CREATE INDEX notion_stories_sync_search_idx ON notion_sync.notion_stories_sync USING gin (search_vector);
+CREATE INDEX notion_stories_sync_search_idx ON notion_sync.notion_stories_sync USING gin (user_id, search_vector);
+
+-- Search reads only its user's matches: the user and the words in one GIN index (btree_gin, which
+-- 0.2.0 requires: CREATE EXTENSION btree_gin before this update; README "Backups and upgrades").
+DO $$
+DECLARE
+  t text;
+BEGIN
+  FOREACH t IN ARRAY ARRAY['notion_characters_sync', 'notion_worlds_sync', 'notion_chat_sessions_sync',
+                           'notion_pages_sync', 'mapped_pages'] LOOP
+    EXECUTE pg_catalog.format('DROP INDEX notion_sync.%I', t || '_search_idx');
+    EXECUTE pg_catalog.format('CREATE INDEX %I ON notion_sync.%I USING gin (user_id, search_vector)', t || '_search_idx', t);
+  END LOOP;
+END
+$$;
 
 -- Data source ids per database, for webhooks that name only a data source.
 ALTER TABLE notion_sync.databases ADD COLUMN data_sources text[];
