@@ -63,6 +63,10 @@ flock 9   # one creation at a time; a second run waits here, then reuses the roo
 
 if [ ! -f "$ROOT/.notion_sync-base" ]; then
   MIRROR=$(mirror)
+  if ! command -v debootstrap >/dev/null; then
+    log "apt-get install debootstrap (on the host; only the root gets Debian 13's packages)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  fi
   log "debootstrap $SUITE from $MIRROR into $ROOT (once)"
   rm -rf "$ROOT.partial"
   debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$ROOT.partial" "$MIRROR" \
