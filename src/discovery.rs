@@ -3,9 +3,8 @@
 //! flagged, never registered by `discover_databases` itself (it registers nothing).
 
 use crate::error::SyncError;
-use crate::notion::client::{ApiError, Client};
-use crate::storage;
-use crate::sync;
+use crate::notion::client::ApiError;
+use crate::sync::{self, Txn};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -55,12 +54,7 @@ pub fn row(found: &Value) -> Option<Value> {
 }
 
 pub fn discover(user: &str) -> Result<Vec<Value>, SyncError> {
-    let token = storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-    let interrupt = || {
-        pgrx::check_for_interrupts!();
-    };
-    let mut client =
-        Client::new(crate::gucs::client_config(token), &interrupt).map_err(SyncError::Api)?;
+    let mut client = sync::client_for(user, Txn::Caller, &sync::sql_interrupt)?;
     let found = client.search_containers().map_err(|e| match e {
         ApiError::Http { status: 401, .. } => SyncError::BadToken(user.to_string()),
         e => SyncError::Api(e),

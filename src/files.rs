@@ -6,9 +6,7 @@
 //! copy is stale".
 
 use crate::error::SyncError;
-use crate::gucs;
 use crate::mapping;
-use crate::notion::client::Client;
 use crate::notion::model;
 use crate::storage;
 use crate::sync::{self, Txn};
@@ -78,14 +76,11 @@ pub fn file_url(
     let stored = storage::stored_properties(user, &page_id)?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     if let Some((_, props)) = &stored {
-        let found = props.as_object().and_then(|m| {
-            m.get(property).or_else(|| {
-                m.values()
-                    .find(|v| v.get("id").and_then(|i| i.as_str()) == Some(property))
-            })
-        });
+        let found = props
+            .as_object()
+            .and_then(|m| mapping::find_in(m, property));
         if let Some(file) = found
-            .and_then(|v| v.get("value"))
+            .and_then(|(_, v)| v.get("value"))
             .and_then(|v| v.get(index))
         {
             if usable(file, now_ms) {
@@ -94,11 +89,7 @@ pub fn file_url(
         }
     }
     // Expired, or a page only a table of the user's own holds: read the page again.
-    let token = storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-    let interrupt = || {
-        pgrx::check_for_interrupts!();
-    };
-    let mut client = Client::new(gucs::client_config(token), &interrupt).map_err(SyncError::Api)?;
+    let mut client = sync::client_for(user, Txn::Caller, &sync::sql_interrupt)?;
     let raw = client
         .get(&format!("/pages/{page_id}"))
         .map_err(|e| sync::page_error(e, user, &page_id))?;

@@ -149,10 +149,18 @@ impl Mapping {
 
 /// The property a map value names: a property name first, else a property id (ids survive renames).
 pub fn find_property<'p>(page: &'p Page, wanted: &str) -> Option<(&'p str, &'p Value)> {
-    if let Some((k, v)) = page.properties.get_key_value(wanted) {
+    find_in(&page.properties, wanted)
+}
+
+/// [`find_property`] over a map of properties as stored (`name -> {"id","type","value"}`).
+pub fn find_in<'p>(
+    properties: &'p serde_json::Map<String, Value>,
+    wanted: &str,
+) -> Option<(&'p str, &'p Value)> {
+    if let Some((k, v)) = properties.get_key_value(wanted) {
         return Some((k.as_str(), v));
     }
-    page.properties
+    properties
         .iter()
         .find(|(_, v)| v.get("id").and_then(|i| i.as_str()) == Some(wanted))
         .map(|(k, v)| (k.as_str(), v))

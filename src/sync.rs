@@ -18,7 +18,8 @@ pub use crate::storage::runs::{Counts, Mode, Outcome, Trigger};
 use crate::storage::{
     self, Fetched, Known, PageError, Registration, Row, Stored, SyncTable, Target,
 };
-use serde_json::Value;
+use crate::typed_view;
+use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -196,6 +197,8 @@ struct Run<'i> {
     /// Per data source: formula properties whose value changes without an edit (`now()`), left
     /// out of the hash. Read from the schema once per run, only for sources with formulas.
     volatile: HashMap<String, Vec<String>>,
+    /// The schemas read for that (source -> properties), kept for the typed views at the end.
+    schemas: HashMap<String, Map<String, Value>>,
     /// Pages in a row whose reads failed because Notion did not answer (see `DEAD_AFTER`).
     dead_in_a_row: u32,
     /// Nothing of this database was stored when the run started (a first sync): no page can be
@@ -262,6 +265,7 @@ impl<'i> Run<'i> {
             started_ms: chrono::Utc::now().timestamp_millis(),
             keep_body: false,
             volatile: HashMap::new(),
+            schemas: HashMap::new(),
             dead_in_a_row: 0,
             fresh: false,
             done: 0,
@@ -337,17 +341,12 @@ impl<'i> Run<'i> {
         if self.volatile.contains_key(source) {
             return;
         }
-        let path = if self.client.version() < "2025-09-03" {
-            format!("/databases/{source}")
-        } else {
-            format!("/data_sources/{source}")
-        };
-        let names = match self.client.get(&path) {
-            Ok(v) => v
-                .get("properties")
-                .and_then(|p| p.as_object())
-                .map(model::volatile_properties)
-                .unwrap_or_default(),
+        let names = match self.client.schema(source) {
+            Ok(props) => {
+                let names = model::volatile_properties(&props);
+                self.schemas.insert(source.to_string(), props);
+                names
+            }
             Err(e) => {
                 pgrx::log!(
                     "notion_sync: schema of {source} not read, formulas stay in the hash: {e}"
@@ -805,20 +804,26 @@ fn open(req: &SyncRequest, txn: Txn, started: Instant) -> Result<Opened, SyncErr
 }
 
 /// The one transaction after the data sources are read: registration (a database synced without
-/// registering gets schedule `manual`), its data source ids, and whether nothing of it is stored.
+/// registering gets schedule `manual`), its data source ids, whether nothing of it is stored, and
+/// for a full scan the pages the last complete one read (sync_progress estimates from it).
 fn register(
     req: &SyncRequest,
     db_name: &str,
     table: &str,
     sources: &[String],
     stored_table: Option<&'static str>,
-) -> Result<bool, SyncError> {
+) -> Result<(bool, i64), SyncError> {
     storage::ensure_registered(&req.user, &req.db, db_name, table)?;
     storage::set_data_sources(&req.user, &req.db, sources)?;
-    match stored_table {
-        Some(t) => Ok(!storage::has_rows(t, &req.user, &req.db)?),
-        None => Ok(false),
-    }
+    let fresh = match stored_table {
+        Some(t) => !storage::has_rows(t, &req.user, &req.db)?,
+        None => false,
+    };
+    let expected = match req.mode {
+        Mode::Full => runs::last_full_total(&req.user, &req.db)?,
+        Mode::Incremental => 0,
+    };
+    Ok((fresh, expected))
 }
 
 /// Where the scan starts: `hours_back`, else an incremental run's watermark less the overlap;
@@ -888,7 +893,7 @@ pub fn start<'i>(
     };
     let target = mapping.map(|m| make_target(&table, m, &req.user, &req.db, &record.db_name));
     let stored = target.as_ref().ok().map(|t| t.stored_table());
-    let fresh = txn.run(|| register(req, &record.db_name, &table, &sources, stored))?;
+    let (fresh, expected) = txn.run(|| register(req, &record.db_name, &table, &sources, stored))?;
     let target = match target {
         Ok(t) => t,
         Err(e) => return fail(record, txn, Some(&client), e),
@@ -896,19 +901,20 @@ pub fn start<'i>(
     let mut run = Run::new(client, txn, target, &req.user, &req.db, true);
     run.fresh = fresh;
     let scan = Scan::new(sources, since(req, reg.as_ref()));
-    Ok(Started::Running(Box::new(Job::new(req, run, scan, record))))
+    Ok(Started::Running(Box::new(Job::new(
+        req, run, scan, record, expected,
+    ))))
 }
 
 impl<'i> Job<'i> {
-    fn new(req: &SyncRequest, mut run: Run<'i>, scan: Scan, record: RunRecord) -> Job<'i> {
-        // A full scan's remaining time is estimated from what the last complete one read.
-        let expected = match req.mode {
-            Mode::Full => run
-                .txn
-                .run(|| runs::last_full_total(&req.user, &req.db))
-                .unwrap_or(0),
-            Mode::Incremental => 0,
-        };
+    /// `expected`: pages the last complete full scan read, what sync_progress estimates from.
+    fn new(
+        req: &SyncRequest,
+        mut run: Run<'i>,
+        scan: Scan,
+        record: RunRecord,
+        expected: i64,
+    ) -> Job<'i> {
         run.progress = Some(crate::progress::Progress::begin(
             record.id, &req.user, &req.db, expected,
         ));
@@ -997,11 +1003,14 @@ impl<'i> Job<'i> {
         let complete = scan.complete && fatal.is_none();
         let (txn, mode, whole) = (run.txn, record.mode, hours_back.is_none());
         run.report(crate::progress::Phase::Finishing);
-        // A complete full scan saw the current schema: typed views follow it (HTTP, no transaction).
+        // A complete full scan saw the current schema: typed views follow it (HTTP, no transaction),
+        // from the schemas this run already read where it read them.
         let table = run.target.stored_table();
         if complete && mode == Mode::Full && table != "mapped_pages" {
             let (user, db) = (run.user.clone(), run.db.clone());
-            if let Err(e) = crate::typed_view::refresh(&user, &db, table, txn, &mut run.client) {
+            let (client, cached) = (&mut run.client, &run.schemas);
+            let mut schema = || typed_view::merged_schema(client, &scan.sources, cached);
+            if let Err(e) = typed_view::refresh(&user, &db, table, txn, &mut schema) {
                 run.errors
                     .push((None, format!("re-creating the typed views: {e}")));
             }
@@ -1103,6 +1112,23 @@ pub fn resolve_database(
     })
 }
 
+/// What a SQL call checks while it waits on Notion: cancel and statement_timeout.
+pub fn sql_interrupt() {
+    pgrx::check_for_interrupts!();
+}
+
+/// A Notion client with `user`'s token (`28000` without one).
+pub fn client_for<'i>(
+    user: &str,
+    txn: Txn,
+    interrupt: &'i dyn Fn(),
+) -> Result<Client<'i>, SyncError> {
+    let token = txn
+        .run(|| storage::token(user))?
+        .ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
+    Client::new(gucs::client_config(token), interrupt).map_err(SyncError::Api)
+}
+
 /// Re-creates the typed views of a sync-table database whose schema changed (a
 /// `data_source.schema_updated` webhook). No request without typed views.
 pub fn refresh_typed_views(
@@ -1114,17 +1140,16 @@ pub fn refresh_typed_views(
     let (reg, has_views) = txn.run(|| {
         Ok::<_, SyncError>((
             storage::registration(user, db)?,
-            crate::typed_view::has_views(user, db)?,
+            typed_view::has_views(user, db)?,
         ))
     })?;
     let Some(reg) = reg.filter(|r| r.mapped.is_none() && has_views) else {
         return Ok(vec![]);
     };
-    let token = txn
-        .run(|| storage::token(user))?
-        .ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-    let mut client = Client::new(gucs::client_config(token), interrupt).map_err(SyncError::Api)?;
-    crate::typed_view::refresh(user, db, &reg.target_table, txn, &mut client)
+    let mut client = client_for(user, txn, interrupt)?;
+    let (_, sources) = client.sources(db).map_err(SyncError::Api)?;
+    let mut schema = || typed_view::merged_schema(&mut client, &sources, &HashMap::new());
+    typed_view::refresh(user, db, &reg.target_table, txn, &mut schema)
 }
 
 /// The registered database a `data_source.*` / `database.*` event is about: its entity (a data
@@ -1142,10 +1167,11 @@ pub fn database_for_event(
             }
         }
     }
-    let Some(token) = txn.run(|| storage::token(user))? else {
-        return Ok(None);
+    let mut client = match client_for(user, txn, interrupt) {
+        Ok(c) => c,
+        Err(SyncError::MissingToken(_)) => return Ok(None),
+        Err(e) => return Err(e),
     };
-    let mut client = Client::new(gucs::client_config(token), interrupt).map_err(SyncError::Api)?;
     for id in ids {
         if let Some(db) = resolve_database(user, id, txn, &mut client)? {
             return Ok(Some(db));
@@ -1187,10 +1213,7 @@ pub fn apply_page(
     interrupt: &dyn Fn(),
 ) -> Result<String, SyncError> {
     let page_id = normalize_id(page_id)?;
-    let token = txn
-        .run(|| storage::token(user))?
-        .ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-    let mut client = Client::new(gucs::client_config(token), interrupt).map_err(SyncError::Api)?;
+    let mut client = client_for(user, txn, interrupt)?;
     let page = match client.get(&format!("/pages/{page_id}")) {
         Ok(p) => p,
         Err(ApiError::Http { status: 404, .. }) => {
@@ -1233,10 +1256,7 @@ pub fn apply_page(
 
 /// One sync of one database inside the caller's transaction (the SQL functions).
 pub fn sync_database(req: &SyncRequest) -> Result<Outcome, SyncError> {
-    let interrupt = || {
-        pgrx::check_for_interrupts!();
-    };
-    match start(req, Txn::Caller, &interrupt)? {
+    match start(req, Txn::Caller, &sql_interrupt)? {
         Started::Done(o) => Ok(*o),
         Started::Running(mut job) => {
             while !job.step() {}

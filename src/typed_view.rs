@@ -225,21 +225,21 @@ pub fn changes(old: &Value, new: &[Col]) -> Vec<String> {
     out
 }
 
-/// The schema of every data source of a database, merged by property name (one request each).
-fn read_schema(client: &mut Client, db: &str) -> Result<Map<String, Value>, SyncError> {
-    let (_, sources) = client.sources(db).map_err(SyncError::Api)?;
+/// The schema of a database's data sources, merged by property name: those in `cached` as they
+/// are, the others read (one request each).
+pub fn merged_schema(
+    client: &mut Client,
+    sources: &[String],
+    cached: &HashMap<String, Map<String, Value>>,
+) -> Result<Map<String, Value>, SyncError> {
     let mut merged = Map::new();
     for source in sources {
-        let path = if client.version() < "2025-09-03" {
-            format!("/databases/{source}")
-        } else {
-            format!("/data_sources/{source}")
+        let props = match cached.get(source) {
+            Some(p) => p.clone(),
+            None => client.schema(source).map_err(SyncError::Api)?,
         };
-        let v = client.get(&path).map_err(SyncError::Api)?;
-        if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
-            for (k, p) in props {
-                merged.entry(k.clone()).or_insert_with(|| p.clone());
-            }
+        for (k, p) in props {
+            merged.entry(k).or_insert(p);
         }
     }
     Ok(merged)
@@ -315,30 +315,31 @@ pub fn create(user: &str, raw_db: &str, view: &str) -> Result<String, SyncError>
         &[schema_name.as_str().into(), name.as_str().into()],
     )?
     .unwrap_or(false);
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[full.as_str().into()],
-    )?
-    .unwrap_or(false);
+    let exists = exists(&full)?;
     if exists && !ours {
         return Err(SyncError::Target(
             pgrx::pg_sys::errcodes::PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE,
             format!("{full} exists and is not a typed view of notion_sync: choose another name"),
         ));
     }
-    let token = storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
-    let interrupt = || {
-        pgrx::check_for_interrupts!();
-    };
-    let mut client =
-        Client::new(crate::gucs::client_config(token), &interrupt).map_err(SyncError::Api)?;
-    let schema = read_schema(&mut client, &db)?;
+    let mut client = sync::client_for(user, Txn::Caller, &sync::sql_interrupt)?;
+    let (_, sources) = client.sources(&db).map_err(SyncError::Api)?;
+    let schema = merged_schema(&mut client, &sources, &HashMap::new())?;
     let cols = columns(
         &schema,
         &stored_results(&reg.target_table, user, &db, &schema)?,
     );
     install(&schema_name, &name, &reg.target_table, user, &db, &cols)?;
     Ok(full)
+}
+
+/// Whether a relation of that (qualified, quoted) name exists.
+fn exists(full: &str) -> Result<bool, SyncError> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[full.into()],
+    )?
+    .unwrap_or(false))
 }
 
 /// (Re-)creates one view and records it.
@@ -351,11 +352,7 @@ fn install(
     cols: &[Col],
 ) -> Result<(), SyncError> {
     let full = format!("{}.{}", ident(schema_name), ident(name));
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[full.as_str().into()],
-    )?
-    .unwrap_or(false);
+    let exists = exists(&full)?;
     if exists {
         Spi::run(&format!("DROP VIEW {full}"))?;
     }
@@ -387,14 +384,14 @@ pub fn has_views(user: &str, db: &str) -> Result<bool, SyncError> {
 }
 
 /// After Notion's schema may have changed: re-creates the database's typed views whose columns
-/// differ, and logs what changed. `client` reads the schema (one request per data source), only
-/// when the database has a typed view. Returns the changes, one line per view.
+/// differ, and logs what changed. `schema` gives the merged schema (see `merged_schema`); it is
+/// called only when the database has a typed view. Returns the changes, one line per view.
 pub fn refresh(
     user: &str,
     db: &str,
     table: &str,
     txn: Txn,
-    client: &mut Client,
+    schema: &mut dyn FnMut() -> Result<Map<String, Value>, SyncError>,
 ) -> Result<Vec<String>, SyncError> {
     let views: Vec<(String, String, Value)> = txn.run(|| {
         Spi::connect(|c| {
@@ -417,7 +414,7 @@ pub fn refresh(
     if views.is_empty() {
         return Ok(vec![]);
     }
-    let schema = read_schema(client, db)?;
+    let schema = schema()?;
     txn.run(|| {
         let cols = columns(&schema, &stored_results(table, user, db, &schema)?);
         let mut notes = vec![];

@@ -423,6 +423,20 @@ impl<'a> Client<'a> {
         Ok((items, last))
     }
 
+    /// The `properties` of a data source's schema (of the database itself before 2025-09-03).
+    pub fn schema(&mut self, source_id: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+        let path = if self.cfg.version.as_str() < "2025-09-03" {
+            format!("/databases/{source_id}")
+        } else {
+            format!("/data_sources/{source_id}")
+        };
+        let mut v = self.get(&path)?;
+        Ok(match v.get_mut("properties").map(Value::take) {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        })
+    }
+
     /// Every database container the token can see, trashed ones included (POST /v1/search with
     /// the `data_source` filter on 2025-09-03+, `database` before), all pages of results.
     pub fn search_containers(&mut self) -> Result<Vec<Value>, ApiError> {

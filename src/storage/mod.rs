@@ -96,16 +96,24 @@ pub fn check_version() -> Result<()> {
     }
 }
 
-/// One text value, or None when there is no row (pgrx reports that as a position error).
-pub(crate) fn optional_text(
+/// One value, or None when there is no row (pgrx reports that as a position error).
+pub(crate) fn optional<T: pgrx::IntoDatum + pgrx::FromDatum>(
     sql: &str,
     args: &[pgrx::datum::DatumWithOid],
-) -> Result<Option<String>> {
-    match Spi::get_one_with_args::<String>(sql, args) {
+) -> Result<Option<T>> {
+    match Spi::get_one_with_args::<T>(sql, args) {
         Ok(t) => Ok(t),
         Err(pgrx::spi::SpiError::InvalidPosition) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// One text value, or None when there is no row.
+pub(crate) fn optional_text(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid],
+) -> Result<Option<String>> {
+    optional(sql, args)
 }
 
 pub fn token(user: &str) -> Result<Option<String>> {
@@ -274,10 +282,8 @@ pub fn stored_properties(user: &str, id: &str) -> Result<Option<(&'static str, V
             "SELECT properties FROM notion_sync.{} WHERE user_id = $1 AND notion_page_id = $2",
             spec.table
         );
-        match Spi::get_one_with_args::<JsonB>(&sql, &[user.into(), id.into()]) {
-            Ok(Some(p)) => return Ok(Some((spec.table, p.0))),
-            Ok(None) | Err(pgrx::spi::SpiError::InvalidPosition) => {}
-            Err(e) => return Err(e.into()),
+        if let Some(p) = optional::<JsonB>(&sql, &[user.into(), id.into()])? {
+            return Ok(Some((spec.table, p.0)));
         }
     }
     Ok(None)

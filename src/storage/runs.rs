@@ -366,17 +366,13 @@ pub fn unlock_run(key: (i32, i32)) -> Result<()> {
 /// Pages the last complete full scan of a database read (0 when none): what sync_progress
 /// estimates the remaining time of a full scan from.
 pub fn last_full_total(user: &str, db: &str) -> Result<i64> {
-    let total = Spi::get_one_with_args::<i32>(
+    let total = super::optional::<i32>(
         "SELECT total FROM notion_sync.sync_runs
           WHERE user_id = $1 AND database_id = $2 AND mode = 'full' AND status IN ('succeeded', 'partial')
           ORDER BY run_id DESC LIMIT 1",
         &[user.into(), db.into()],
-    );
-    match total {
-        Ok(t) => Ok(t.unwrap_or(0) as i64),
-        Err(pgrx::spi::SpiError::InvalidPosition) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
+    )?;
+    Ok(total.unwrap_or(0) as i64)
 }
 
 pub fn close_interrupted() -> Result<i64> {
