@@ -161,7 +161,7 @@ pub fn take(token: &str, rps: f64) -> Option<Duration> {
                 .unwrap_or(0);
             b.slots[i] = Slot {
                 key: k,
-                level: rps.max(1.0),
+                level: client::bucket_cap(rps),
                 last_us: now,
             };
             i
