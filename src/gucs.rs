@@ -26,6 +26,7 @@ static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 static REQUESTS_PER_SECOND: GucSetting<f64> = GucSetting::<f64>::new(3.0);
 static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 static MAX_RETRIES: GucSetting<i32> = GucSetting::<i32>::new(5);
+static MAX_CONCURRENT_REQUESTS: GucSetting<i32> = GucSetting::<i32>::new(16);
 /// Levels of the block tree read for a page body; every level costs requests.
 static CONTENT_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(3);
 /// Share of live rows one full scan may mark deleted (the mass-deletion guard, sync.rs).
@@ -101,6 +102,16 @@ pub fn init() {
         &MAX_RETRIES,
         0,
         100,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"notion_sync.max_concurrent_requests",
+        c"Notion requests one process (a session, the scheduler) has in flight at once, at most.",
+        c"Each token stays within notion_sync.requests_per_second; this bounds the sum over tokens.",
+        &MAX_CONCURRENT_REQUESTS,
+        1,
+        1024,
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -204,6 +215,10 @@ pub fn run_retention() -> String {
 }
 
 /// The Notion client settings for one token.
+pub fn max_concurrent_requests() -> usize {
+    MAX_CONCURRENT_REQUESTS.get().max(1) as usize
+}
+
 pub fn client_config(token: String) -> Config {
     Config {
         api_url: api_url(),
@@ -213,5 +228,6 @@ pub fn client_config(token: String) -> Config {
         max_retries: max_retries(),
         rps: requests_per_second(),
         budget: crate::shmem::take,
+        max_in_flight: max_concurrent_requests(),
     }
 }

@@ -2,16 +2,20 @@
 //! completes truncated values, reads bodies of changed pages, upserts in batches, marks deletions
 //! after a complete scan, and keeps the watermark behind committed data.
 //!
-//! Each API page of results goes through named stages (`Run::batch`): parse -> select the changed
-//! pages (SPI) -> fetch what they need (HTTP only) -> build rows -> write (SPI only). Where rows go
-//! is the run's `Target` (storage/sync_table.rs, storage/mapped.rs); what a run records is its
-//! `RunRecord` (storage/runs.rs).
+//! Each API page of results goes through named stages (`Run::select`, `Run::collect`,
+//! `Run::store`): parse -> select the changed pages (SPI) -> read what they need (HTTP only, on
+//! helper threads, several pages side by side) -> build rows -> write (SPI only). A `Job` runs them
+//! as a state machine that never blocks, so the scheduler steps many jobs on its one thread while
+//! their requests are in flight; a SQL call drives one job and waits between steps. Every request
+//! takes its turn in `notion::pool`. Where rows go is the run's `Target` (storage/sync_table.rs,
+//! storage/mapped.rs); what a run records is its `RunRecord` (storage/runs.rs).
 
 use crate::error::SyncError;
 use crate::gucs;
 use crate::mapping::Mapping;
-use crate::notion::client::{self, ApiError, Client};
+use crate::notion::client::{self, ApiError, Client, Interrupt, Stats};
 use crate::notion::model::{self, Page};
+use crate::notion::pool::{Flight, Lane};
 use crate::storage::mapped::Mapped;
 use crate::storage::runs::{self, Fatal, NewRun, RunRecord, RunStatus};
 pub use crate::storage::runs::{Counts, Mode, Outcome, Trigger};
@@ -20,12 +24,21 @@ use crate::storage::{
 };
 use crate::typed_view;
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Transport failures (timeouts, refused connections, 5xx after the retries) on this many pages in
 /// a row end the run: Notion is down or hangs, and going on page by page would take hours.
 const DEAD_AFTER: u32 = 3;
+
+/// Pages of one batch read side by side, at most (each reads its truncated properties and its
+/// body, one request after another). The token's budget and `max_concurrent_requests` bound the
+/// requests; this bounds the threads. At 500 ms a request, 2 in flight already use a budget of 3/s.
+const PAGE_READERS: usize = 6;
+
+/// How long a SQL call waits between steps of its job while requests are in flight.
+const STEP_WAIT: Duration = Duration::from_millis(2);
 
 /// The mass-deletion guard applies from this many rows (or when a scan saw no page at all).
 const GUARD_MIN_ROWS: i64 = 10;
@@ -97,6 +110,7 @@ pub(crate) fn page_error(e: ApiError, user: &str, page_id: &str) -> SyncError {
 }
 
 /// One sync asked for, checked once where it comes in (SQL call, schedule, webhook).
+#[derive(Clone)]
 pub struct SyncRequest {
     pub user: String,
     /// The database id in its dashed form.
@@ -178,6 +192,8 @@ impl Txn {
 /// Mutable state of one run.
 struct Run<'i> {
     client: Client<'i>,
+    /// Where this run's helper threads ask for their turns; cancelled when the run is dropped.
+    lane: LaneGuard,
     txn: Txn,
     /// Where the rows go: a sync table or a table of the user's own.
     target: Box<dyn Target>,
@@ -229,6 +245,116 @@ struct Changed {
     kept_body: Option<String>,
 }
 
+/// What stage 2 knew of a page being read.
+struct Meta {
+    hash: String,
+    edited: Option<i64>,
+    kept_body: Option<String>,
+}
+
+impl Meta {
+    /// The page ready for its target: the body read, else the one kept.
+    fn fetched(self, page: Page, body: Option<String>) -> Fetched {
+        Fetched {
+            page,
+            hash: self.hash,
+            edited: self.edited,
+            body: body.or(self.kept_body),
+        }
+    }
+}
+
+enum Slot {
+    Reading(Meta),
+    Ready(Fetched),
+    Failed,
+}
+
+/// What a reader thread sends for one page: its index in the batch, the page (its truncated
+/// properties completed), its body or the failed step, the requests it took.
+type ReadOut = (
+    usize,
+    Page,
+    Result<Option<String>, (&'static str, ApiError)>,
+    Stats,
+);
+
+/// Stage 3 of a batch in flight: the changed pages in order, those still being read.
+struct Reads {
+    /// No page of the batch parsed: nothing is written.
+    empty: bool,
+    slots: Vec<Slot>,
+    waiting: usize,
+    rx: Option<mpsc::Receiver<ReadOut>>,
+}
+
+impl Reads {
+    fn none() -> Reads {
+        Reads {
+            empty: true,
+            slots: vec![],
+            waiting: 0,
+            rx: None,
+        }
+    }
+
+    /// The pages read, in the order of the results.
+    fn fetched(self) -> Vec<Fetched> {
+        self.slots
+            .into_iter()
+            .filter_map(|s| match s {
+                Slot::Ready(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// On a reader thread (no Postgres): the full value of properties Notion truncated at 25 items,
+/// then the body `depth` levels deep (None at depth 0: the stored one is kept).
+fn read_page(
+    client: &mut Client,
+    page: &mut Page,
+    depth: u32,
+) -> Result<Option<String>, (&'static str, ApiError)> {
+    let what = "completing its properties";
+    for (name, pid, kind) in page.truncated.clone() {
+        let (items, item) = client
+            .property_items(&page.id, &pid)
+            .map_err(|e| (what, e))?;
+        model::complete_property_with(page, &name, &kind, &items, item.as_ref())
+            .map_err(|e| (what, ApiError::Decode(e)))?;
+    }
+    if depth == 0 {
+        return Ok(None);
+    }
+    client
+        .page_text(&page.id, depth)
+        .map(Some)
+        .map_err(|e| ("reading the page body", e))
+}
+
+/// Whether a page of query results has a page with a formula property.
+fn has_formulas(resp: &Value) -> bool {
+    let pages = resp.get("results").and_then(|r| r.as_array());
+    pages.into_iter().flatten().any(|p| {
+        let props = p.get("properties").and_then(|v| v.as_object());
+        props
+            .into_iter()
+            .flat_map(|m| m.values())
+            .any(|v| v["type"] == "formula")
+    })
+}
+
+/// A run's lane, cancelled when the run goes: its helper threads stop at their next turn.
+struct LaneGuard(Arc<Lane>);
+
+impl Drop for LaneGuard {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// Same hash, and synced after the edit minute closed: nothing can have changed. Never back in
 /// time either: a late webhook refetch or a stale read of an older version is skipped.
 fn unchanged(known: &Known, hash: &str, edited: Option<i64>) -> bool {
@@ -252,6 +378,7 @@ impl<'i> Run<'i> {
     ) -> Run<'i> {
         Run {
             client,
+            lane: LaneGuard(Lane::new()),
             txn,
             depth: target.depth(content),
             target,
@@ -341,7 +468,13 @@ impl<'i> Run<'i> {
         if self.volatile.contains_key(source) {
             return;
         }
-        let names = match self.client.schema(source) {
+        let schema = self.client.schema(source);
+        self.learn_schema(source, schema);
+    }
+
+    /// Keeps a data source's schema (or that it could not be read) and its `now()` formulas.
+    fn learn_schema(&mut self, source: &str, schema: Result<Map<String, Value>, ApiError>) {
+        let names = match schema {
             Ok(props) => {
                 let names = model::volatile_properties(&props);
                 self.schemas.insert(source.to_string(), props);
@@ -381,27 +514,44 @@ impl<'i> Run<'i> {
         wm.map(|w| w.min(self.started_ms))
     }
 
-    /// Processes one API page of query results. In the caller's transaction it runs in a memory
-    /// context of its own, deleted afterwards, so what SPI allocates for a batch does not pile up
-    /// over a long scan (the worker's transactions free theirs at commit).
+    /// Processes one API page of query results, waiting for its reads (a webhook's page).
     fn batch(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
+        let mut reads = self.select(results)?;
+        while !self.collect(&mut reads)? {
+            self.client.idle(STEP_WAIT);
+        }
+        self.store(reads, watermark)
+    }
+
+    /// Runs SPI work; in the caller's transaction in a memory context of its own, deleted
+    /// afterwards, so what SPI allocates for a batch does not pile up over a long scan (the
+    /// worker's transactions free theirs at commit).
+    fn spi<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         if self.txn == Txn::PerBatch {
-            return self.batch_in_context(results, watermark);
+            return f(self);
         }
         let mut cx = pgrx::PgMemoryContexts::new("notion_sync batch");
         // SAFETY: nothing allocated in `cx` outlives the closure; only Rust values come out.
-        unsafe { cx.switch_to(|_| self.batch_in_context(results, watermark)) }
+        unsafe { cx.switch_to(|_| f(self)) }
     }
 
-    fn batch_in_context(&mut self, results: &[Value], watermark: bool) -> Result<(), SyncError> {
+    /// Stages 1-3 of a batch: parse, select the changed pages (SPI), start reading them.
+    fn select(&mut self, results: &[Value]) -> Result<Reads, SyncError> {
         let pages = self.parse(results);
         if pages.is_empty() {
+            return Ok(Reads::none());
+        }
+        let changed = self.spi(|run| run.changed(pages))?;
+        Ok(self.read(changed))
+    }
+
+    /// Stages 4-5: rows and write, once every read of the batch is in.
+    fn store(&mut self, reads: Reads, watermark: bool) -> Result<(), SyncError> {
+        if reads.empty {
             return Ok(());
         }
-        let changed = self.changed(pages)?;
-        let fetched = self.fetch(changed)?;
-        let rows = self.rows(fetched);
-        self.write(rows, watermark)
+        let rows = self.rows(reads.fetched());
+        self.spi(|run| run.write(rows, watermark))
     }
 
     /// Stage 1: the pages of `results` this run has not seen yet (a window boundary re-reads
@@ -474,54 +624,91 @@ impl<'i> Run<'i> {
         Ok(changed)
     }
 
-    /// Stage 3 (HTTP only): completes properties Notion truncated and reads page bodies.
-    fn fetch(&mut self, changed: Vec<Changed>) -> Result<Vec<Fetched>, SyncError> {
-        let mut fetched = vec![];
-        for Changed {
-            mut page,
-            hash,
-            edited,
-            kept_body,
-        } in changed
-        {
-            self.report(crate::progress::Phase::Reading);
-            self.done += 1;
-            if let Err(e) = self.complete(&mut page) {
-                self.read_failed(&page.id, edited, "completing its properties", e)?;
-                continue;
-            }
-            let body = if self.depth == 0 {
-                kept_body
-            } else {
-                match self.client.page_text(&page.id, self.depth) {
-                    Ok(t) => {
-                        self.dead_in_a_row = 0;
-                        Some(t)
-                    }
-                    Err(e) => {
-                        self.read_failed(&page.id, edited, "reading the page body", e)?;
-                        continue;
-                    }
-                }
+    /// Stage 3 (HTTP only, on helper threads): completes properties Notion truncated and reads
+    /// page bodies, up to `PAGE_READERS` pages side by side. Pages that need no request are
+    /// ready at once.
+    fn read(&mut self, changed: Vec<Changed>) -> Reads {
+        let depth = self.depth;
+        let mut reads = Reads::none();
+        reads.empty = false;
+        let mut work = VecDeque::new();
+        for (index, c) in changed.into_iter().enumerate() {
+            let meta = Meta {
+                hash: c.hash,
+                edited: c.edited,
+                kept_body: c.kept_body,
             };
-            fetched.push(Fetched {
-                page,
-                hash,
-                edited,
-                body,
+            if depth > 0 || !c.page.truncated.is_empty() {
+                work.push_back((index, c.page));
+                reads.slots.push(Slot::Reading(meta));
+            } else {
+                self.done += 1;
+                reads.slots.push(Slot::Ready(meta.fetched(c.page, None)));
+            }
+        }
+        reads.waiting = work.len();
+        if work.is_empty() {
+            return reads;
+        }
+        let readers = work.len().min(PAGE_READERS);
+        let work = Arc::new(Mutex::new(work));
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..readers {
+            let (work, tx) = (work.clone(), tx.clone());
+            let mut client = self.client.detached(&self.lane.0);
+            std::thread::spawn(move || loop {
+                let next = work.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some((index, mut page)) = next else {
+                    return;
+                };
+                let before = client.stats;
+                let result = read_page(&mut client, &mut page, depth);
+                let stats = client.stats.since(before);
+                if tx.send((index, page, result, stats)).is_err() {
+                    return;
+                }
             });
         }
-        Ok(fetched)
+        reads.rx = Some(rx);
+        reads
     }
 
-    /// Reads the full value of properties Notion truncated at 25 items.
-    fn complete(&mut self, page: &mut Page) -> Result<(), ApiError> {
-        for (name, pid, kind) in page.truncated.clone() {
-            let (items, item) = self.client.property_items(&page.id, &pid)?;
-            model::complete_property_with(page, &name, &kind, &items, item.as_ref())
-                .map_err(ApiError::Decode)?;
+    /// Takes the reads that came in (never waits). True when the batch has all of them. A read
+    /// that failed is a page error, unless Notion stopped answering (`read_failed`).
+    fn collect(&mut self, reads: &mut Reads) -> Result<bool, SyncError> {
+        while reads.waiting > 0 {
+            let Some(rx) = &reads.rx else { break };
+            let (index, page, result, stats) = match rx.try_recv() {
+                Ok(r) => r,
+                Err(mpsc::TryRecvError::Empty) => return Ok(false),
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(SyncError::Api(ApiError::Transport(
+                        "a page reader thread ended".into(),
+                    )))
+                }
+            };
+            reads.waiting -= 1;
+            self.client.stats.add(stats);
+            self.done += 1;
+            let Slot::Reading(meta) = std::mem::replace(&mut reads.slots[index], Slot::Failed)
+            else {
+                continue;
+            };
+            match result {
+                Ok(body) => {
+                    self.dead_in_a_row = 0;
+                    reads.slots[index] = Slot::Ready(meta.fetched(page, body));
+                }
+                Err((what, e)) => {
+                    if let Err(fatal) = self.read_failed(&page.id, meta.edited, what, e) {
+                        self.lane.0.cancel();
+                        return Err(fatal);
+                    }
+                }
+            }
+            self.report(crate::progress::Phase::Reading);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Stage 4: the rows of the target; a page it cannot take is a page error.
@@ -708,14 +895,36 @@ impl Scan {
     }
 }
 
-/// One sync of one database, run step by step (one API page of results per step) so the worker
-/// can interleave the databases of several users.
+/// One sync of one database, run step by step so the worker can interleave the databases of
+/// several users: a step never waits for Notion, it looks whether what is in flight has come.
 pub struct Job<'i> {
     run: Run<'i>,
     scan: Scan,
     record: RunRecord,
     hours_back: Option<i32>,
     fatal: Option<SyncError>,
+    stage: Stage,
+}
+
+/// A page of query results (and, the first time it shows formulas, its data source's schema),
+/// read on a helper thread, with the requests it took.
+type QueryOut = (
+    Result<(Value, Option<Result<Map<String, Value>, ApiError>>), ApiError>,
+    Stats,
+);
+
+/// Where a job is.
+enum Stage {
+    /// Nothing in flight: the next step sends the query for where the scan is.
+    Idle,
+    Query(Flight<QueryOut>),
+    /// The changed pages of `resp` being read; the next page of results on its way meanwhile.
+    Reading {
+        resp: Value,
+        reads: Reads,
+        next: Option<Flight<QueryOut>>,
+        watermark: bool,
+    },
 }
 
 pub enum Started<'i> {
@@ -853,57 +1062,142 @@ fn fail<'i>(
     end_run(record, txn, client, Some(Fatal::Error(e))).map(done)
 }
 
-/// Checks the token, records the run, reads the data sources. `Err` only for a missing token (and
-/// the schema check; nothing recorded); every later failure is recorded in the run.
-pub fn start<'i>(
+/// A run recorded, its token checked, waiting for its database's data sources (the one request
+/// before the scan; the worker reads it on a helper thread).
+pub struct Opening<'i> {
+    req: SyncRequest,
+    reg: Option<Registration>,
+    record: RunRecord,
+    table: String,
+    mapping: Result<Option<Mapping>, SyncError>,
+    client: Client<'i>,
+    txn: Txn,
+    lane: LaneGuard,
+}
+
+/// What reading the data sources gives: (title, data source ids), and the requests it took.
+pub type SourcesOut = (Result<(String, Vec<String>), ApiError>, Stats);
+
+/// Checks the token, records the run. `Err` only for a missing token (and the schema check;
+/// nothing recorded); every later failure is recorded in the run. `Done` for a run that ended
+/// already (skipped, or no client).
+pub fn open_run<'i>(
     req: &SyncRequest,
     txn: Txn,
-    interrupt: &'i dyn Fn(),
-) -> Result<Started<'i>, SyncError> {
+    interrupt: &'i Interrupt,
+) -> Result<Result<Opening<'i>, Box<Outcome>>, SyncError> {
     let opened = txn.run(|| open(req, txn, Instant::now()))?;
     let Opened {
         token,
         reg,
-        mut record,
+        record,
         table,
         mapping,
     } = opened;
     if record.lock.is_none() {
         let e = "skipped: another sync of this database is still running".to_string();
-        return end_run(record, txn, None, Some(Fatal::Skipped(e))).map(done);
+        return end_run(record, txn, None, Some(Fatal::Skipped(e))).map(|o| Err(Box::new(o)));
     }
-    let mut client = match Client::new(gucs::client_config(token), interrupt) {
+    let client = match Client::new(gucs::client_config(token), interrupt) {
         Ok(c) => c,
-        Err(e) => return fail(record, txn, None, SyncError::Api(e)),
+        Err(e) => {
+            let fatal = Some(Fatal::Error(SyncError::Api(e)));
+            return end_run(record, txn, None, fatal).map(|o| Err(Box::new(o)));
+        }
     };
-    let (title, sources) = match client.sources(&req.db) {
-        Ok(s) => s,
-        Err(e) => return fail(record, txn, Some(&client), classify(e, &req.user, &req.db)),
-    };
-    if record.db_name.is_empty() {
-        record.db_name = if title.is_empty() {
-            req.db.clone()
-        } else {
-            title
-        };
+    Ok(Ok(Opening {
+        req: req.clone(),
+        reg,
+        record,
+        table,
+        mapping,
+        client,
+        txn,
+        lane: LaneGuard(Lane::new()),
+    }))
+}
+
+impl<'i> Opening<'i> {
+    /// Reads the data sources on a helper thread.
+    pub fn read_sources(&self) -> Flight<SourcesOut> {
+        let mut client = self.client.detached(&self.lane.0);
+        let db = self.req.db.clone();
+        Flight::spawn(move || (client.sources(&db), client.stats))
     }
-    let table = match (&reg, &req.name) {
-        (None, None) => storage::target_for_name(&record.db_name).to_string(),
-        _ => table,
-    };
-    let target = mapping.map(|m| make_target(&table, m, &req.user, &req.db, &record.db_name));
-    let stored = target.as_ref().ok().map(|t| t.stored_table());
-    let (fresh, expected) = txn.run(|| register(req, &record.db_name, &table, &sources, stored))?;
-    let target = match target {
-        Ok(t) => t,
-        Err(e) => return fail(record, txn, Some(&client), e),
-    };
-    let mut run = Run::new(client, txn, target, &req.user, &req.db, true);
-    run.fresh = fresh;
-    let scan = Scan::new(sources, since(req, reg.as_ref()));
-    Ok(Started::Running(Box::new(Job::new(
-        req, run, scan, record, expected,
-    ))))
+
+    /// Reads the data sources here, waiting.
+    fn sources_here(&mut self) -> SourcesOut {
+        let before = self.client.stats;
+        let result = self.client.sources(&self.req.db);
+        (result, self.client.stats.since(before))
+    }
+
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.req.db, self.req.user)
+    }
+
+    /// With the data sources read: registration, target, scan. Every failure is recorded in the
+    /// run, which is then `Done`.
+    pub fn begin(self, sources: SourcesOut) -> Result<Started<'i>, SyncError> {
+        let Opening {
+            req,
+            reg,
+            mut record,
+            table,
+            mapping,
+            mut client,
+            txn,
+            lane,
+        } = self;
+        client.stats.add(sources.1);
+        let (title, sources) = match sources.0 {
+            Ok(s) => s,
+            Err(e) => return fail(record, txn, Some(&client), classify(e, &req.user, &req.db)),
+        };
+        if record.db_name.is_empty() {
+            record.db_name = if title.is_empty() {
+                req.db.clone()
+            } else {
+                title
+            };
+        }
+        let table = match (&reg, &req.name) {
+            (None, None) => storage::target_for_name(&record.db_name).to_string(),
+            _ => table,
+        };
+        let target = mapping.map(|m| make_target(&table, m, &req.user, &req.db, &record.db_name));
+        let stored = target.as_ref().ok().map(|t| t.stored_table());
+        let (fresh, expected) =
+            txn.run(|| register(&req, &record.db_name, &table, &sources, stored))?;
+        let target = match target {
+            Ok(t) => t,
+            Err(e) => return fail(record, txn, Some(&client), e),
+        };
+        let mut run = Run::new(client, txn, target, &req.user, &req.db, true);
+        run.lane = lane;
+        run.fresh = fresh;
+        let scan = Scan::new(sources, since(&req, reg.as_ref()));
+        Ok(Started::Running(Box::new(Job::new(
+            &req, run, scan, record, expected,
+        ))))
+    }
+}
+
+/// Checks the token, records the run, reads the data sources (waiting for them). `Err` only for a
+/// missing token (and the schema check; nothing recorded); every later failure is recorded in
+/// the run.
+pub fn start<'i>(
+    req: &SyncRequest,
+    txn: Txn,
+    interrupt: &'i Interrupt,
+) -> Result<Started<'i>, SyncError> {
+    match open_run(req, txn, interrupt)? {
+        Err(o) => Ok(Started::Done(o)),
+        Ok(mut opening) => {
+            let sources = opening.sources_here();
+            opening.begin(sources)
+        }
+    }
 }
 
 impl<'i> Job<'i> {
@@ -931,6 +1225,7 @@ impl<'i> Job<'i> {
             record,
             hours_back: req.hours_back,
             fatal: None,
+            stage: Stage::Idle,
         }
     }
 
@@ -952,43 +1247,107 @@ impl<'i> Job<'i> {
         self.scan.complete = false;
     }
 
-    /// Reads and writes one API page of results. Returns true when the scan is over.
+    /// One step: sends what is next, or takes what came in and does the SPI work it allows.
+    /// Never waits for Notion. Returns true when the scan is over.
     pub fn step(&mut self) -> bool {
-        if self.fatal.is_some() || self.scan.done() {
+        if self.fatal.is_some() {
             return true;
         }
-        let result = self.step_inner();
-        self.run.report(crate::progress::Phase::Reading);
-        if let Err(e) = result {
+        if let Err(e) = self.advance() {
             self.fatal = Some(e);
             self.scan.complete = false;
+            self.run.lane.0.cancel();
+            self.stage = Stage::Idle;
             return true;
         }
-        self.scan.done()
+        self.scan.done() && matches!(self.stage, Stage::Idle)
     }
 
-    fn step_inner(&mut self) -> Result<(), SyncError> {
-        let (scan, run) = (&mut self.scan, &mut self.run);
+    /// Whether the job waits for Notion (its next step does nothing until an answer comes).
+    pub fn waiting(&self) -> bool {
+        match &self.stage {
+            Stage::Idle => false,
+            Stage::Query(_) => true,
+            Stage::Reading { reads, .. } => reads.waiting > 0,
+        }
+    }
+
+    fn advance(&mut self) -> Result<(), SyncError> {
+        self.stage = match std::mem::replace(&mut self.stage, Stage::Idle) {
+            Stage::Idle if self.scan.done() => Stage::Idle,
+            Stage::Idle => Stage::Query(self.send_query(self.scan.cursor.clone())),
+            Stage::Query(mut flight) => match flight.take() {
+                None => Stage::Query(flight),
+                Some(out) => self.results(out.map_err(SyncError::Api)?)?,
+            },
+            Stage::Reading {
+                resp,
+                mut reads,
+                next,
+                watermark,
+            } => {
+                if !self.run.collect(&mut reads)? {
+                    self.stage = Stage::Reading {
+                        resp,
+                        reads,
+                        next,
+                        watermark,
+                    };
+                    return Ok(());
+                }
+                self.run.store(reads, watermark)?;
+                if let Some(e) = self.scan.advance(&resp) {
+                    self.run.errors.push((None, e));
+                }
+                self.run.report(crate::progress::Phase::Reading);
+                next.map_or(Stage::Idle, Stage::Query)
+            }
+        };
+        Ok(())
+    }
+
+    /// Sends the query for the current source and window from `cursor`, on a helper thread; it
+    /// also reads the source's schema when the results show formulas and the run has not read it.
+    fn send_query(&self, cursor: Option<String>) -> Flight<QueryOut> {
+        let scan = &self.scan;
         let source = scan.sources[scan.index].clone();
-        let since = scan.from();
-        let body = client::query_body(scan.key, since.as_deref(), scan.cursor.as_deref());
-        let mut resp = run.client.query(&source, &body).map_err(SyncError::Api)?;
+        let body = client::query_body(scan.key, scan.from().as_deref(), cursor.as_deref());
+        let want_schema = !self.run.volatile.contains_key(&source);
+        let mut client = self.run.client.detached(&self.run.lane.0);
+        Flight::spawn(move || {
+            let result = client.query(&source, &body).map(|resp| {
+                let schema = (want_schema && has_formulas(&resp)).then(|| client.schema(&source));
+                (resp, schema)
+            });
+            (result, client.stats)
+        })
+    }
+
+    /// A page of results came: the next one is sent, this one's changed pages start being read.
+    fn results(&mut self, out: QueryOut) -> Result<Stage, SyncError> {
+        let (result, stats) = out;
+        self.run.client.stats.add(stats);
+        let (mut resp, schema) = result.map_err(SyncError::Api)?;
+        let source = self.scan.sources[self.scan.index].clone();
+        if let Some(schema) = schema {
+            self.run.learn_schema(&source, schema);
+        }
         // Taken, not cloned: a deep copy of 100 pages was a tenth of a sync's CPU.
         let results = match resp.get_mut("results").map(Value::take) {
             Some(Value::Array(a)) => a,
             _ => vec![],
         };
-        scan.note_keys(&results);
-        // The next page of results is on its way while this one is written.
-        if let Some(c) = client::next_cursor(&resp) {
-            let next = client::query_body(scan.key, since.as_deref(), Some(&c));
-            run.client.prefetch_query(&source, &next);
-        }
-        run.batch(&results, run.txn == Txn::PerBatch && scan.moves_watermark())?;
-        if let Some(e) = scan.advance(&resp) {
-            run.errors.push((None, e));
-        }
-        Ok(())
+        self.scan.note_keys(&results);
+        // The next page of results is on its way while this one is read and written.
+        let next = client::next_cursor(&resp).map(|c| self.send_query(Some(c)));
+        let watermark = self.run.txn == Txn::PerBatch && self.scan.moves_watermark();
+        let reads = self.run.select(&results)?;
+        Ok(Stage::Reading {
+            resp,
+            reads,
+            next,
+            watermark,
+        })
     }
 
     /// Deletions, watermark, run row, errors and NOTIFY.
@@ -999,6 +1358,7 @@ impl<'i> Job<'i> {
             mut record,
             hours_back,
             fatal,
+            ..
         } = self;
         let complete = scan.complete && fatal.is_none();
         let (txn, mode, whole) = (run.txn, record.mode, hours_back.is_none());
@@ -1121,7 +1481,7 @@ pub fn sql_interrupt() {
 pub fn client_for<'i>(
     user: &str,
     txn: Txn,
-    interrupt: &'i dyn Fn(),
+    interrupt: &'i Interrupt,
 ) -> Result<Client<'i>, SyncError> {
     let token = txn
         .run(|| storage::token(user))?
@@ -1135,7 +1495,7 @@ pub fn refresh_typed_views(
     user: &str,
     db: &str,
     txn: Txn,
-    interrupt: &dyn Fn(),
+    interrupt: &Interrupt,
 ) -> Result<Vec<String>, SyncError> {
     let (reg, has_views) = txn.run(|| {
         Ok::<_, SyncError>((
@@ -1158,7 +1518,7 @@ pub fn database_for_event(
     user: &str,
     ids: &[&str],
     txn: Txn,
-    interrupt: &dyn Fn(),
+    interrupt: &Interrupt,
 ) -> Result<Option<String>, SyncError> {
     for id in ids {
         if let Ok(id) = normalize_id(id) {
@@ -1210,7 +1570,7 @@ pub fn apply_page(
     page_id: &str,
     content: bool,
     txn: Txn,
-    interrupt: &dyn Fn(),
+    interrupt: &Interrupt,
 ) -> Result<String, SyncError> {
     let page_id = normalize_id(page_id)?;
     let mut client = client_for(user, txn, interrupt)?;
@@ -1259,7 +1619,11 @@ pub fn sync_database(req: &SyncRequest) -> Result<Outcome, SyncError> {
     match start(req, Txn::Caller, &sql_interrupt)? {
         Started::Done(o) => Ok(*o),
         Started::Running(mut job) => {
-            while !job.step() {}
+            while !job.step() {
+                if job.waiting() {
+                    job.run.client.idle(STEP_WAIT);
+                }
+            }
             job.finish()
         }
     }

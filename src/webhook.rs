@@ -4,6 +4,7 @@
 //! always read fresh from Notion.
 
 use crate::error::SyncError;
+use crate::notion::client::Interrupt;
 use crate::shmem;
 use crate::storage::queue::{Event, Settled};
 use crate::sync::{self, Job, Mode, Started, SyncRequest, Trigger, Txn};
@@ -217,7 +218,7 @@ const MAX_ATTEMPTS: i32 = 5;
 pub fn apply(
     ev: &Event,
     jobs: &mut Vec<Job<'static>>,
-    interrupt: &'static dyn Fn(),
+    interrupt: &'static Interrupt,
 ) -> Result<Option<String>, String> {
     let entity = ev.entity.as_deref().unwrap_or_default();
     let page = |content| {
@@ -239,7 +240,7 @@ fn sync_database(
     ev: &Event,
     entity: &str,
     jobs: &mut Vec<Job<'static>>,
-    interrupt: &'static dyn Fn(),
+    interrupt: &'static Interrupt,
 ) -> Result<Option<String>, String> {
     let (user, kind) = (ev.user.as_str(), ev.kind.as_str());
     // A data source event names the data source; its parent is the database.

@@ -1,12 +1,17 @@
 //! The background worker (with `shared_preload_libraries = 'notion_sync'`): runs each registered
-//! database on its schedule, interleaving runs one API page at a time so a huge database does not
-//! starve the others, and applies retention. It never holds a transaction during HTTP: the engine
-//! runs in `Txn::PerBatch` mode, one short transaction per page of results.
+//! database on its schedule and applies webhook events and retention. Its thread does every SPI
+//! call; the requests of all running syncs are in flight side by side on helper threads, each in
+//! its turn (`notion::pool`: round robin over the syncs, each token within its budget, at most
+//! `notion_sync.max_concurrent_requests` at once). A step of a sync never waits for Notion: the
+//! loop steps every job whose answer came, so a huge database does not starve the others and a
+//! webhook event waits for no sync. No transaction is open during HTTP: the engine runs in
+//! `Txn::PerBatch` mode, one short transaction per page of results.
 
 use crate::gucs;
+use crate::notion::pool::{self, Flight};
 use crate::storage::schedules::{self, Due};
 use crate::storage::{self, queue, runs};
-use crate::sync::{self, Job, Mode, Started, SyncRequest, Trigger, Txn};
+use crate::sync::{self, Job, Mode, Opening, SourcesOut, Started, SyncRequest, Trigger, Txn};
 use crate::webhook;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -31,14 +36,39 @@ fn shutdown_requested() -> bool {
     unsafe { std::ptr::addr_of!(pg_sys::ShutdownRequestPending).read_volatile() != 0 }
 }
 
-/// Called every 50 ms while the engine waits on HTTP or a rate-limit sleep. No transaction is open
-/// then, so exiting right away loses nothing: the run's committed batches stay, the watermark is
-/// behind them, and the run row is closed as interrupted when the worker starts again.
+/// Called every few ms while the worker's thread waits on HTTP (a webhook's page read) or a
+/// rate-limit sleep: it goes on granting turns to the requests of the running syncs. No
+/// transaction is open then, so exiting right away loses nothing: the runs' committed batches
+/// stay, the watermarks are behind them, and the run rows are closed as interrupted when the
+/// worker starts again.
 fn interrupt() {
     if shutdown_requested() {
         log!("notion_sync worker: stopping on SIGTERM in the middle of a sync");
         unsafe { pg_sys::proc_exit(1) };
     }
+    pump();
+}
+
+fn pump() -> pool::Load {
+    pool::pump(crate::shmem::take, gucs::max_concurrent_requests())
+}
+
+/// Waits for the latch (a webhook committed, a signal) or `timeout`; whether the latch was set.
+fn wait_latch(timeout: Duration) -> bool {
+    let events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
+    // SAFETY: MyLatch is this process's latch; WaitLatch and ResetLatch are how a worker sleeps.
+    let rc = unsafe {
+        let rc = pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            events as i32,
+            timeout.as_millis() as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        rc
+    };
+    pgrx::check_for_interrupts!();
+    rc & pg_sys::WL_LATCH_SET as i32 != 0
 }
 
 fn reload_config() {
@@ -71,24 +101,26 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
     log!("notion_sync worker: started for database {dbname:?}");
     let mut w = Worker {
         jobs: vec![],
+        starting: vec![],
         ready: false,
         waiting_for: None,
         next_due_check: Instant::now(),
         next_maintenance: Instant::now(),
+        next_events: Instant::now(),
     };
     loop {
         if shutdown_requested() {
             break;
         }
         reload_config();
-        let busy = w.tick();
-        let wait = if busy {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_secs(1)
+        let wait = match w.tick() {
+            Busy::Working => Duration::ZERO,
+            Busy::Waiting => Duration::from_millis(1),
+            Busy::Idle => Duration::from_secs(1),
         };
-        if !BackgroundWorker::wait_latch(Some(wait)) {
-            break;
+        if wait_latch(wait) {
+            // A webhook event committed (or a signal came): the queue is read at once.
+            w.next_events = Instant::now();
         }
     }
     log!("notion_sync worker: stopping on SIGTERM");
@@ -97,25 +129,39 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(1) };
 }
 
+/// What the loop does next: step again at once, look again in a moment, or sleep.
+enum Busy {
+    Working,
+    Waiting,
+    Idle,
+}
+
 struct Worker {
     jobs: Vec<Job<'static>>,
+    /// Runs recorded whose data sources are being read.
+    starting: Vec<(Opening<'static>, Flight<SourcesOut>)>,
     ready: bool,
     /// The installed version the worker waits to see updated (logged once).
     waiting_for: Option<String>,
     next_due_check: Instant,
     next_maintenance: Instant,
+    /// When the webhook queue is read next: at once after a commit wakes the worker, else every
+    /// second (and at once again while a read found a full batch).
+    next_events: Instant,
 }
 
 impl Worker {
-    /// One round: start what is due, one step of every running job. Returns whether work is left.
-    fn tick(&mut self) -> bool {
+    /// One round: turns granted, what is due started, webhook events applied, one step of every
+    /// running job (a step that finds its answers not yet in does nothing).
+    fn tick(&mut self) -> Busy {
         if !self.ready {
             self.ready = self.wait_for_extension();
             if !self.ready {
-                return false;
+                return Busy::Idle;
             }
             close_interrupted();
         }
+        pump();
         let now = Instant::now();
         if now >= self.next_due_check && gucs::worker_enabled() {
             self.next_due_check = now + Duration::from_secs(1);
@@ -129,10 +175,17 @@ impl Worker {
                 warning!("notion_sync worker: maintenance failed: {e}");
             }
         }
-        if let Err(e) = guarded(|| self.apply_events()) {
-            warning!("notion_sync worker: reading the webhook queue failed: {e}");
+        if now >= self.next_events {
+            self.next_events = now + Duration::from_secs(1);
+            match guarded(|| self.apply_events()) {
+                Ok(true) => self.next_events = now,
+                Ok(false) => {}
+                Err(e) => warning!("notion_sync worker: reading the webhook queue failed: {e}"),
+            }
         }
-        // Round robin: one API page of results per job per round.
+        self.begin_started();
+        // Every job whose answers came takes its next stage.
+        let mut working = false;
         let mut i = 0;
         while i < self.jobs.len() {
             let job = &mut self.jobs[i];
@@ -150,10 +203,37 @@ impl Worker {
                     warning!("notion_sync worker: finishing the run of {label} failed: {e}");
                 }
             } else {
+                working |= !self.jobs[i].waiting();
                 i += 1;
             }
         }
-        !self.jobs.is_empty()
+        if working {
+            Busy::Working
+        } else if self.jobs.is_empty() && self.starting.is_empty() {
+            Busy::Idle
+        } else {
+            Busy::Waiting
+        }
+    }
+
+    /// Runs whose data sources came in start their scan (or end, recorded, if that failed).
+    fn begin_started(&mut self) {
+        let mut i = 0;
+        while i < self.starting.len() {
+            let Some(sources) = self.starting[i].1.take() else {
+                i += 1;
+                continue;
+            };
+            let (opening, _) = self.starting.swap_remove(i);
+            let label = opening.label();
+            let sources = sources.unwrap_or_else(|e| (Err(e), Default::default()));
+            match guarded(move || opening.begin(sources)) {
+                Ok(Ok(Started::Running(job))) => self.jobs.push(*job),
+                Ok(Ok(Started::Done(_))) => {}
+                Ok(Err(e)) => warning!("notion_sync worker: {label}: {e}"),
+                Err(e) => warning!("notion_sync worker: starting {label} failed: {e}"),
+            }
+        }
     }
 
     /// Waits (by returning false) until `CREATE EXTENSION notion_sync` has run in this database at
@@ -196,13 +276,16 @@ impl Worker {
         });
         for Due { user, db, full, .. } in due.into_iter().filter(|d| d.due) {
             let mode = if full { Mode::Full } else { Mode::Incremental };
-            let started = guarded(|| {
+            let opened = guarded(|| {
                 let req = SyncRequest::new(&user, &db, None, mode, None, Trigger::Schedule)?;
-                sync::start(&req, Txn::PerBatch, &interrupt)
+                sync::open_run(&req, Txn::PerBatch, &interrupt)
             });
-            match started {
-                Ok(Ok(Started::Running(job))) => self.jobs.push(*job),
-                Ok(Ok(Started::Done(_))) => {}
+            match opened {
+                Ok(Ok(Ok(opening))) => {
+                    let flight = opening.read_sources();
+                    self.starting.push((opening, flight));
+                }
+                Ok(Ok(Err(_done))) => {}
                 Ok(Err(e)) => warning!("notion_sync worker: {user}/{db}: {e}"),
                 Err(e) => warning!("notion_sync worker: starting {user}/{db} failed: {e}"),
             }
@@ -210,9 +293,12 @@ impl Worker {
     }
 
     /// Applies queued webhook events, oldest Notion timestamp first (the worker is woken at the
-    /// commit of `handle_webhook`; it also looks every second); see `webhook::apply`.
-    fn apply_events(&mut self) {
-        let events = tx(|| queue::claim_events(20)).unwrap_or_default();
+    /// commit of `handle_webhook`; it also looks every second); see `webhook::apply`. Returns
+    /// whether the batch was full (more may be waiting).
+    fn apply_events(&mut self) -> bool {
+        const BATCH: usize = 20;
+        let events = tx(|| queue::claim_events(BATCH as i64)).unwrap_or_default();
+        let full = events.len() >= BATCH;
         for ev in events {
             let result =
                 guarded(|| webhook::apply(&ev, &mut self.jobs, &interrupt)).and_then(|r| r);
@@ -220,6 +306,7 @@ impl Worker {
             tx(|| queue::settle(&ev.id, &settled))
                 .unwrap_or_else(|e| warning!("notion_sync worker: webhook event {}: {e}", ev.id));
         }
+        full
     }
 }
 

@@ -1,12 +1,14 @@
 //! The Notion HTTP client: ureq + rustls, pagination, retries with `Retry-After`, a per-token
 //! request budget, and waits that keep checking for interrupts (the request runs on a helper thread
-//! that never touches Postgres; the calling thread polls and can be cancelled).
+//! that never touches Postgres; the calling thread polls and can be cancelled). Every request waits
+//! for its turn in `pool` first.
 
+use super::pool::{self, Lane};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +26,8 @@ pub enum ApiError {
     Decode(String),
     /// A setting makes the request unsafe (plain http to a non-loopback host).
     Config(String),
+    /// The sync this request belonged to ended (failed, cancelled) while it waited for its turn.
+    Cancelled,
 }
 
 impl std::fmt::Display for ApiError {
@@ -44,6 +48,7 @@ impl std::fmt::Display for ApiError {
             ApiError::Transport(m) => write!(f, "cannot reach Notion: {m}"),
             ApiError::Decode(m) => write!(f, "unreadable response from Notion: {m}"),
             ApiError::Config(m) => write!(f, "{m}"),
+            ApiError::Cancelled => write!(f, "request cancelled: its sync ended"),
         }
     }
 }
@@ -57,7 +62,7 @@ impl ApiError {
                 _ => false,
             },
             ApiError::Transport(_) | ApiError::Decode(_) => true,
-            ApiError::Config(_) => false,
+            ApiError::Config(_) | ApiError::Cancelled => false,
         }
     }
 }
@@ -74,7 +79,15 @@ pub struct Config {
     pub rps: f64,
     /// Where the token's bucket lives: this process ([`take_budget`]) or shared memory.
     pub budget: Budget,
+    /// Requests of this process in flight at once, at most (see `pool`).
+    pub max_in_flight: usize,
 }
+
+/// What a waiting client calls on the process's own thread every few ms: CHECK_FOR_INTERRUPTS in
+/// a backend, the SIGTERM check in the scheduler.
+pub type Interrupt = dyn Fn() + Sync;
+
+fn no_interrupt() {}
 
 /// Takes one request from a token's budget at `rps`, or says how long to wait for one.
 pub type Budget = fn(token: &str, rps: f64) -> Option<Duration>;
@@ -119,6 +132,21 @@ pub struct Stats {
     pub retries: u64,
 }
 
+impl Stats {
+    pub fn add(&mut self, other: Stats) {
+        self.requests += other.requests;
+        self.retries += other.retries;
+    }
+
+    /// What was counted after `before`.
+    pub fn since(self, before: Stats) -> Stats {
+        Stats {
+            requests: self.requests - before.requests,
+            retries: self.retries - before.retries,
+        }
+    }
+}
+
 /// Budget per token, shared by every client in this process (used when the library is not
 /// preloaded, so there is no shared memory).
 static BUCKETS: Mutex<Option<HashMap<String, (f64, i64)>>> = Mutex::new(None);
@@ -136,24 +164,19 @@ pub fn take_budget(token: &str, rps: f64) -> Option<Duration> {
     bucket_step(level, last, now, rps)
 }
 
+/// A Notion client. On the process's own thread (`new`) it waits for its turns, answers and
+/// backoffs by pumping the `pool` and calling `interrupt` every few ms; on a helper thread
+/// (`detached`) it asks its lane for each turn and never touches Postgres.
 pub struct Client<'a> {
     cfg: Config,
     agent: ureq::Agent,
     pub stats: Stats,
-    /// Called at least every 50 ms while waiting: in a backend it runs CHECK_FOR_INTERRUPTS.
-    interrupt: &'a dyn Fn(),
-    /// A request already sent (see `prefetch`), taken by the `request` with the same method, URL
-    /// and body.
-    pending: Option<Pending>,
+    interrupt: &'a Interrupt,
+    lane: Option<Arc<Lane>>,
 }
 
 /// (status, Retry-After seconds, the body parsed as JSON).
 type Exchange = Result<(u16, Option<u64>, Result<Value, serde_json::Error>), ApiError>;
-
-struct Pending {
-    key: (String, String, Option<String>),
-    rx: mpsc::Receiver<Exchange>,
-}
 
 /// Token-free base URL check: https anywhere, plain http only to loopback (tests, the fake).
 pub fn check_url(url: &str) -> Result<(), ApiError> {
@@ -179,7 +202,7 @@ pub fn check_url(url: &str) -> Result<(), ApiError> {
 }
 
 impl<'a> Client<'a> {
-    pub fn new(cfg: Config, interrupt: &'a dyn Fn()) -> Result<Client<'a>, ApiError> {
+    pub fn new(cfg: Config, interrupt: &'a Interrupt) -> Result<Client<'a>, ApiError> {
         check_url(&cfg.api_url)?;
         let agent = ureq::AgentBuilder::new()
             .timeout(cfg.timeout)
@@ -190,22 +213,69 @@ impl<'a> Client<'a> {
             agent,
             stats: Stats::default(),
             interrupt,
-            pending: None,
+            lane: None,
         })
+    }
+
+    /// A client for a helper thread: same settings and connections, its turns asked on `lane`.
+    pub fn detached(&self, lane: &Arc<Lane>) -> Client<'static> {
+        Client {
+            cfg: self.cfg.clone(),
+            agent: self.agent.clone(),
+            stats: Stats::default(),
+            interrupt: &no_interrupt,
+            lane: Some(lane.clone()),
+        }
+    }
+
+    /// On the process's own thread: grants waiting turns and checks for interrupts, for about
+    /// `d` (what a caller does while its helper threads work).
+    pub fn idle(&self, d: Duration) {
+        let end = Instant::now() + d;
+        loop {
+            pool::pump(self.cfg.budget, self.cfg.max_in_flight);
+            (self.interrupt)();
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(2)));
+        }
+    }
+
+    /// The lane's turn for one request, or (on the process's own thread) one asked first.
+    fn turn(&self) -> Result<pool::Permit, ApiError> {
+        match &self.lane {
+            Some(lane) => pool::acquire(lane, &self.cfg.token, self.cfg.rps),
+            None => Ok(pool::acquire_here(
+                &self.cfg.token,
+                self.cfg.rps,
+                self.cfg.budget,
+                self.cfg.max_in_flight,
+                self.interrupt,
+            )),
+        }
     }
 
     pub fn version(&self) -> &str {
         &self.cfg.version
     }
 
-    /// Sleeps in short slices so a cancel or SIGTERM is seen within 50 ms.
-    fn sleep(&self, d: Duration) {
+    /// Sleeps in short slices so a cancel or SIGTERM is seen within 50 ms (on a helper thread: a
+    /// cancelled lane).
+    fn sleep(&self, d: Duration) -> Result<(), ApiError> {
+        let Some(lane) = &self.lane else {
+            self.idle(d);
+            return Ok(());
+        };
         let end = Instant::now() + d;
         loop {
-            (self.interrupt)();
+            if lane.cancelled() {
+                return Err(ApiError::Cancelled);
+            }
             let now = Instant::now();
             if now >= end {
-                return;
+                return Ok(());
             }
             std::thread::sleep((end - now).min(Duration::from_millis(50)));
         }
@@ -255,12 +325,20 @@ impl<'a> Client<'a> {
         rx
     }
 
-    /// Waits for an exchange, checking for interrupts every 50 ms.
+    /// Waits for an exchange; on the process's own thread it pumps and checks for interrupts
+    /// every few ms meanwhile.
     fn wait(&self, rx: mpsc::Receiver<Exchange>) -> Exchange {
+        let slice = match self.lane {
+            Some(_) => Duration::from_secs(3600),
+            None => Duration::from_millis(2),
+        };
         loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
+            match rx.recv_timeout(slice) {
                 Ok(r) => return r,
-                Err(mpsc::RecvTimeoutError::Timeout) => (self.interrupt)(),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    pool::pump(self.cfg.budget, self.cfg.max_in_flight);
+                    (self.interrupt)()
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(ApiError::Transport("request thread ended".into()))
                 }
@@ -275,28 +353,16 @@ impl<'a> Client<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
-        let key = self.key(method, path, body);
-        let (url, body) = (key.1.clone(), key.2.clone());
-        let mut sent = match self.pending.take() {
-            Some(p) if p.key == key => Some(p.rx),
-            other => {
-                self.pending = other;
-                None
-            }
-        };
+        let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
+        let body = body.map(|b| b.to_string());
         let mut attempt: u32 = 0;
         loop {
-            let rx = match sent.take() {
-                Some(rx) => rx,
-                None => {
-                    while let Some(wait) = (self.cfg.budget)(&self.cfg.token, self.cfg.rps) {
-                        self.sleep(wait);
-                    }
-                    self.stats.requests += 1;
-                    self.send(method, &url, body.clone())
-                }
-            };
-            let (err, retry_after) = match self.wait(rx) {
+            let permit = self.turn()?;
+            self.stats.requests += 1;
+            let rx = self.send(method, &url, body.clone());
+            let exchange = self.wait(rx);
+            drop(permit);
+            let (err, retry_after) = match exchange {
                 Ok((status, retry_after, parsed)) => {
                     if (200..300).contains(&status) {
                         match parsed {
@@ -337,35 +403,8 @@ impl<'a> Client<'a> {
                 Some(s) => Duration::from_secs(s),
                 None => backoff(attempt),
             };
-            self.sleep(wait);
+            self.sleep(wait)?;
         }
-    }
-
-    /// Sends a request now, if the budget allows it at once, so that it runs while the caller
-    /// works (the sync writes one page of results while the next is on its way). The `request`
-    /// with the same arguments takes its answer; a failure there is retried as usual.
-    pub fn prefetch(&mut self, method: &str, path: &str, body: Option<&Value>) {
-        if self.pending.is_some() {
-            return;
-        }
-        if (self.cfg.budget)(&self.cfg.token, self.cfg.rps).is_some() {
-            return; // no budget now: the request waits for it when it is made
-        }
-        let key = self.key(method, path, body);
-        self.stats.requests += 1;
-        let rx = self.send(method, &key.1, key.2.clone());
-        self.pending = Some(Pending { key, rx });
-    }
-
-    /// (method, full URL, body text): what a request sends, and how a prefetch is matched.
-    fn key(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (String, String, Option<String>) {
-        let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
-        (method.to_string(), url, body.map(|b| b.to_string()))
     }
 
     pub fn get(&mut self, path: &str) -> Result<Value, ApiError> {
@@ -411,12 +450,6 @@ impl<'a> Client<'a> {
     pub fn query(&mut self, source_id: &str, body: &Value) -> Result<Value, ApiError> {
         let path = self.query_path(source_id);
         self.request("POST", &path, Some(body))
-    }
-
-    /// Sends the query for the next page of results now (see `prefetch`).
-    pub fn prefetch_query(&mut self, source_id: &str, body: &Value) {
-        let path = self.query_path(source_id);
-        self.prefetch("POST", &path, Some(body));
     }
 
     /// Every item of a paginated property (relations, people at 25, incomplete rollups), and the

@@ -3,3 +3,4 @@ pub mod client;
 #[cfg(test)]
 mod fuzz;
 pub mod model;
+pub mod pool;
