@@ -139,6 +139,33 @@ def fresh_state(fake, conn):
     conn.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')")
 
 
+def many_users(fake, conn, users, pages, big=None):
+    """A workspace of `users` users, each with a token of its own that sees only its own database of
+    `pages` generated pages (user 0 gets `big` pages instead when given), the tokens stored and every
+    database registered with a schedule that never comes by itself. Returns the user ids; `due(conn)`
+    makes them all due at once."""
+    def ids(i):
+        return f"e{i:07x}-0000-4000-8000-{i:012x}", f"f{i:07x}-0000-4000-8000-{i:012x}"
+    ws = {"tokens": {f"ntn_u{i}": [ids(i)[0]] for i in range(users)}, "databases": [
+        {"id": ids(i)[0], "title": f"Notes {i}", "data_sources": [{"id": ids(i)[1], "name": f"Notes {i}",
+         "properties": {"Name": {"type": "title"}, "Rating": {"type": "number"}}}]} for i in range(users)]}
+    fake.reset(ws)
+    for i in range(users):
+        fake.admin("POST", f"data_sources/{ids(i)[1]}/generate",
+                   {"count": big if (i == 0 and big) else pages, "properties": {"Rating": 1},
+                    "created_time": "2026-01-01T00:00:00Z", "step_ms": 1000})
+    for i in range(users):
+        conn.execute("SELECT notion_sync.set_notion_token(%s, %s)", (f"u{i}", f"ntn_u{i}"))
+        conn.execute("SELECT notion_sync.register_database(%s, %s, 'Notes', '0 0 1 1 *')", (f"u{i}", ids(i)[0]))
+    return [f"u{i}" for i in range(users)]
+
+
+def due(conn, users=None):
+    """Makes the registered databases of `users` (all by default) due now, in one statement."""
+    conn.execute("UPDATE notion_sync.databases SET next_run_at = now() - interval '1 s'"
+                 " WHERE %s::text[] IS NULL OR user_id = ANY(%s)", (users, users))
+
+
 WORDS = ["storm", "harbor", "compass", "lantern", "whale", "forest", "ember", "glacier", "river", "tower",
          "market", "citadel", "orchard", "beacon", "canyon", "meadow"]
 
