@@ -44,6 +44,8 @@ unsafe impl PGRXSharedMemory for Buckets {}
 static BUCKETS: PgLwLock<Buckets> = unsafe { PgLwLock::new(c"notion_sync_buckets") };
 static WORKER_PROC: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"notion_sync_worker_proc") };
 static REJECTED: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"notion_sync_webhook_rejected") };
+/// Webhook commits so far: the worker compares it between the steps of its syncs.
+static WAKES: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"notion_sync_webhook_wakes") };
 static REJECTED_AT: PgAtomic<AtomicI64> =
     unsafe { PgAtomic::new(c"notion_sync_webhook_rejected_at") };
 static SHARED: AtomicBool = AtomicBool::new(false);
@@ -57,6 +59,7 @@ pub fn init() {
         pg_shmem_init!(BUCKETS);
         pg_shmem_init!(WORKER_PROC = AtomicI32::new(-1));
         pg_shmem_init!(REJECTED);
+        pg_shmem_init!(WAKES);
         pg_shmem_init!(REJECTED_AT);
         SHARED.store(true, Ordering::Relaxed);
     }
@@ -92,6 +95,7 @@ pub fn wake_worker() {
     if !shared() {
         return;
     }
+    WAKES.get().fetch_add(1, Ordering::SeqCst);
     let n = WORKER_PROC.get().load(Ordering::SeqCst);
     if n < 0 {
         return;
@@ -101,6 +105,15 @@ pub fn wake_worker() {
     unsafe {
         let proc_ = (*pg_sys::ProcGlobal).allProcs.add(n as usize);
         pg_sys::SetLatch(std::ptr::addr_of_mut!((*proc_).procLatch));
+    }
+}
+
+/// How many webhook commits woke the worker so far (0 without shared memory).
+pub fn wakes() -> u64 {
+    if shared() {
+        WAKES.get().load(Ordering::SeqCst)
+    } else {
+        0
     }
 }
 

@@ -53,24 +53,6 @@ fn pump() -> pool::Load {
     pool::pump(crate::shmem::take, gucs::max_concurrent_requests())
 }
 
-/// Waits for the latch (a webhook committed, a signal) or `timeout`; whether the latch was set.
-fn wait_latch(timeout: Duration) -> bool {
-    let events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
-    // SAFETY: MyLatch is this process's latch; WaitLatch and ResetLatch are how a worker sleeps.
-    let rc = unsafe {
-        let rc = pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            events as i32,
-            timeout.as_millis() as std::ffi::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-        rc
-    };
-    pgrx::check_for_interrupts!();
-    rc & pg_sys::WL_LATCH_SET as i32 != 0
-}
-
 fn reload_config() {
     if BackgroundWorker::sighup_received() {
         unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
@@ -107,6 +89,7 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
         next_due_check: Instant::now(),
         next_maintenance: Instant::now(),
         next_events: Instant::now(),
+        wakes: 0,
     };
     loop {
         if shutdown_requested() {
@@ -118,9 +101,8 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
             Busy::Waiting => Duration::from_millis(1),
             Busy::Idle => Duration::from_secs(1),
         };
-        if wait_latch(wait) {
-            // A webhook event committed (or a signal came): the queue is read at once.
-            w.next_events = Instant::now();
+        if !BackgroundWorker::wait_latch(Some(wait)) {
+            break;
         }
     }
     log!("notion_sync worker: stopping on SIGTERM");
@@ -148,6 +130,8 @@ struct Worker {
     /// When the webhook queue is read next: at once after a commit wakes the worker, else every
     /// second (and at once again while a read found a full batch).
     next_events: Instant,
+    /// `shmem::wakes` when the queue was last read.
+    wakes: u64,
 }
 
 impl Worker {
@@ -175,19 +159,20 @@ impl Worker {
                 warning!("notion_sync worker: maintenance failed: {e}");
             }
         }
-        if now >= self.next_events {
-            self.next_events = now + Duration::from_secs(1);
-            match guarded(|| self.apply_events()) {
-                Ok(true) => self.next_events = now,
-                Ok(false) => {}
-                Err(e) => warning!("notion_sync worker: reading the webhook queue failed: {e}"),
-            }
+        if now >= self.next_events || crate::shmem::wakes() != self.wakes {
+            self.wakes = crate::shmem::wakes();
+            self.events();
         }
         self.begin_started();
-        // Every job whose answers came takes its next stage.
+        // Every job whose answers came takes its next stage; a webhook committed meanwhile is
+        // applied between two steps, not after the round.
         let mut working = false;
         let mut i = 0;
         while i < self.jobs.len() {
+            if crate::shmem::wakes() != self.wakes {
+                self.wakes = crate::shmem::wakes();
+                self.events();
+            }
             let job = &mut self.jobs[i];
             let done = match guarded(|| job.step()) {
                 Ok(done) => done,
@@ -213,6 +198,17 @@ impl Worker {
             Busy::Idle
         } else {
             Busy::Waiting
+        }
+    }
+
+    /// Reads the webhook queue now, and again in a second (at once while batches come full).
+    fn events(&mut self) {
+        let now = Instant::now();
+        self.next_events = now + Duration::from_secs(1);
+        match guarded(|| self.apply_events()) {
+            Ok(true) => self.next_events = now,
+            Ok(false) => {}
+            Err(e) => warning!("notion_sync worker: reading the webhook queue failed: {e}"),
         }
     }
 

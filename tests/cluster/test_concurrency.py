@@ -111,8 +111,8 @@ def test_webhooks_stay_fast_while_forty_syncs_run(wcluster, wdb, fake):
     p50 = statistics.median(lat)
     print(f"\nFIGURE webhook commit to row while 39 syncs run ({running} still running at the end): "
           f"p50 {p50:.2f} s, max {max(lat):.2f} s")
-    # One page read at 250 ms plus a turn: not a round of every sync.
-    assert p50 < 2
+    # One page read at 250 ms plus a turn (0.29 s measured): not a round of every sync.
+    assert p50 < 1
 
 
 def test_immediate_shutdown_mid_burst_loses_nothing(wcluster, wdb, fake):
