@@ -15,7 +15,7 @@ from importlib.metadata import version
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "cluster"))
 import psycopg  # noqa: E402
-from harness import ROOT, Cluster, Fake, fill_read_path, read_path_timings  # noqa: E402
+from harness import ROOT, Cluster, Fake, burst, fill_read_path, many_users, read_path_timings  # noqa: E402
 
 import baseline_sdk  # noqa: E402  (benches/ is on sys.path when run as a script)
 
@@ -216,19 +216,21 @@ def real_conditions(fake, dsn):
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
 
-    for content, size in ((False, n), (True, nc)):
+    slow = int(os.environ.get("BENCH_SLOW_LATENCY_MS", "500"))
+    for content, size, lat in ((False, n, latency), (True, nc, latency), (True, nc, slow)):
         fake.reset(WORKSPACE)
         fake.admin("POST", f"data_sources/{DS}/generate",
                    {"count": size, "properties": TEMPLATE, "created_time": "2026-01-01T00:00:00Z", "step_ms": 1000,
                     **({"children": NESTED} if content else {})})
         limited()
+        fake.admin("POST", "config", {"latency_ms": lat})
         per_page = 2 if content else 0  # the page's blocks, and the toggle's
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs CASCADE")
             conn.execute("DROP SCHEMA IF EXISTS baseline CASCADE")
             conn.execute("SET notion_sync.requests_per_second = 3")
             conn.execute(f"SET notion_sync.content_depth = {3 if content else 0}")
-            kind = "with content" if content else "properties only"
+            kind = ("with content" if content else "properties only") + ("" if lat == latency else f", {lat} ms a request")
             row = ours(conn, "full", f"first full sync, {size} pages, {kind}",
                        math.ceil(size / 100) + 1 + per_page * size)
             theirs(row, content=content)
@@ -271,6 +273,57 @@ def real_conditions(fake, dsn):
     return out
 
 
+def users_at_once(fake, dsn):
+    """Users synced per minute by the worker when all of them are due at once (BENCH_USERS, default
+    1 10 40 100 users of 300 pages, each with a token of its own), every response after 250 ms and
+    each token limited to 3 requests/s; against the same users synced one after another (one SQL
+    call each, the way a loop or a pg_cron job per user runs them), and the physical limit: each user
+    needs 4 requests (the database, 3 pages of results) at 3/s on its own token."""
+    latency = int(os.environ.get("BENCH_LATENCY_MS", "250"))
+    out = []
+    for n in [int(x) for x in os.environ.get("BENCH_USERS", "1 10 40 100").split()]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs,"
+                         " notion_sync.tokens CASCADE")
+            users = many_users(fake, conn, n, 300)
+            fake.admin("POST", "config", {"rate_limit_rps": 3, "rate_limit_burst": 3, "latency_ms": latency})
+            conn.execute("ALTER SYSTEM SET notion_sync.requests_per_second = 3")
+            conn.execute("SELECT pg_reload_conf()")
+            time.sleep(0.5)
+            fake.admin("DELETE", "requests")
+            together = max(burst(conn, users, timeout=600).values())
+            reqs = sum(1 for r in fake.requests() if r["path"].startswith("/v1/"))
+            limited = sum(1 for r in fake.requests() if r["status"] == 429)
+            conn.execute("TRUNCATE notion_sync.notion_pages_sync")
+            conn.execute("UPDATE notion_sync.databases SET watermark = NULL, last_full_sync_at = NULL")
+            conn.execute("SET notion_sync.requests_per_second = 3")
+            dbs = conn.execute("SELECT user_id, database_id FROM notion_sync.databases ORDER BY 1").fetchall()
+            t0 = time.perf_counter()
+            for user, db in dbs:
+                conn.execute("SELECT notion_sync.sync_notion_database(%s, %s, 'Notes', 'full')", (user, db))
+            one_by_one = time.perf_counter() - t0
+            conn.execute("ALTER SYSTEM RESET notion_sync.requests_per_second")
+            conn.execute("SELECT pg_reload_conf()")
+        row = {"users": n, "ours_s": round(together, 1), "ours_users_per_min": round(n / together * 60),
+               "requests": reqs, "requests_per_s": round(reqs / together, 1), "429s": limited,
+               "one_by_one_s": round(one_by_one, 1), "one_by_one_users_per_min": round(n / one_by_one * 60),
+               "ratio": round(one_by_one / together, 1), "limit_users_per_min": round(n / (4 / 3) * 60)}
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    fake.admin("POST", "config", {"rate_limit_rps": 0, "latency_ms": 0})
+    return out
+
+
+def users_table(rows):
+    head = ["users (300 pages each)", "ours: s", "users/min", "requests/s", "429s", "one after another: s",
+            "users/min", "ours vs one after another", "physical limit: users/min (4 requests each at 3/s per token)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append(f"| {r['users']} | {r['ours_s']} | {r['ours_users_per_min']} | {r['requests_per_s']} | {r['429s']} | "
+                     f"{r['one_by_one_s']} | {r['one_by_one_users_per_min']} | **{r['ratio']}x** | {r['limit_users_per_min']} |")
+    return "\n".join(lines)
+
+
 def real_table(real):
     head = ["", "ours: s", "requests", "429s", "baseline: s", "requests", "429s", "minimum: requests", "s (at 3/s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -281,7 +334,8 @@ def real_table(real):
 
 
 def main():
-    if os.environ.get("BENCH_ONLY") == "real":
+    if os.environ.get("BENCH_ONLY") in ("real", "users"):
+        only = os.environ["BENCH_ONLY"]
         fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")
         cluster = Cluster("bench-cluster", {"notion_sync.api_url": f"'{fake.url}/v1'",
                                             "notion_sync.requests_per_second": 0, "notion_sync.content_depth": 0})
@@ -289,12 +343,15 @@ def main():
             with psycopg.connect(cluster.dsn, autocommit=True) as admin:
                 admin.execute("CREATE EXTENSION notion_sync CASCADE")
                 admin.execute("SELECT notion_sync.set_notion_token('bench', 'ntn_bench')")
-            real = real_conditions(fake, cluster.dsn)
+            real = real_conditions(fake, cluster.dsn) if only == "real" else None
+            users = users_at_once(fake, cluster.dsn)
         finally:
             cluster.stop()
             fake.stop()
-        print("\n" + real_table(real))
-        print(f"\nwebhook freshness: p50 {real['fresh_p50_s']} s, p95 {real['fresh_p95_s']} s")
+        if real:
+            print("\n" + real_table(real))
+            print(f"\nwebhook freshness: p50 {real['fresh_p50_s']} s, p95 {real['fresh_p95_s']} s")
+        print("\n" + users_table(users))
         return
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "1000 10000 100000").split()]
     fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")

@@ -12,6 +12,8 @@ COMMENT ON FUNCTION notion_sync.next_run(text, text, timestamptz) IS
   'When a schedule (cron in an IANA time zone) runs next after p_after; NULL for manual.';
 COMMENT ON FUNCTION notion_sync.register_database(text, text, text, text, text, regclass, jsonb, boolean) IS
   'Registers a Notion database of a user for syncing on a schedule, into its sync table or (p_target, p_columns) a table of the caller''s own.';
+COMMENT ON FUNCTION notion_sync.register_pages(text, text, text, text, int) IS
+  'Registers a page and its sub-pages (or, without a root, every page outside databases the token can see) for syncing into notion_pages_sync on a schedule.';
 COMMENT ON FUNCTION notion_sync.unregister_database(text, text) IS
   'Stops syncing a database; rows already synced stay.';
 COMMENT ON FUNCTION notion_sync.sync_notion_database(text, text, text, text, int) IS

@@ -38,6 +38,8 @@ $$;
 
 -- Data source ids per database, for webhooks that name only a data source.
 ALTER TABLE notion_sync.databases ADD COLUMN data_sources text[];
+ALTER TABLE notion_sync.databases ADD COLUMN page_tree_depth int;
+ALTER TABLE notion_sync.notion_pages_sync ADD COLUMN notion_parent_id text, ADD COLUMN path text[];
 CREATE INDEX databases_data_sources_idx ON notion_sync.databases USING gin (data_sources);
 
 -- Typed views (0.2.0, src/typed_view.rs): each view over a database's sync table and its columns
@@ -117,6 +119,54 @@ $$;
 CREATE FUNCTION notion_sync._file_url(p_user_id text, p_page_id text, p_property text, p_index int)
 RETURNS text STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c AS 'MODULE_PATHNAME', '_file_url_wrapper';
+-- A page tree (0.2.0): a page and its sub-pages (child_page blocks, p_max_depth levels down) into
+-- notion_pages_sync, with their parent and path of titles, bodies included. No root: every page
+-- outside databases the user's token can see (the top-level ones, and theirs). Synced like a
+-- database (sync_notion_database with the root id, the schedule, sync_status); a full run walks the
+-- whole tree and marks what it no longer finds in trash, an incremental one reads the pages Notion's
+-- search gives as edited since the watermark.
+CREATE FUNCTION notion_sync.register_pages(
+  p_user_id text, p_root_page_id text DEFAULT NULL, p_schedule text DEFAULT '*/15 * * * *',
+  p_timezone text DEFAULT 'UTC', p_max_depth int DEFAULT 5)
+RETURNS notion_sync.databases LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  v_id text := coalesce(notion_sync.normalize_notion_id(p_root_page_id), '00000000-0000-0000-0000-000000000000');
+  v_schedule text := btrim(coalesce(p_schedule, ''));
+  v_row notion_sync.databases;
+BEGIN
+  PERFORM notion_sync._required(p_user_id, 'p_user_id');
+  IF p_max_depth IS NULL OR p_max_depth < 0 OR p_max_depth > 50 THEN
+    RAISE EXCEPTION 'p_max_depth must be between 0 and 50, got %', coalesce(p_max_depth::text, 'NULL')
+      USING ERRCODE = '22023';
+  END IF;
+  IF lower(v_schedule) = 'manual' THEN
+    v_schedule := 'manual';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = p_timezone) THEN
+    RAISE EXCEPTION 'unknown time zone %: use an IANA name such as America/New_York', quote_literal(p_timezone)
+      USING ERRCODE = '22023';
+  END IF;
+  INSERT INTO notion_sync.databases AS d (user_id, database_id, database_name, target_table, schedule, timezone,
+                                          next_run_at, page_tree_depth)
+  VALUES (p_user_id, v_id, CASE WHEN p_root_page_id IS NULL THEN 'Workspace pages' ELSE 'Pages' END,
+          'notion_pages_sync', v_schedule, p_timezone, notion_sync.next_run(v_schedule, p_timezone), p_max_depth)
+  ON CONFLICT (user_id, database_id) DO UPDATE
+    SET schedule = EXCLUDED.schedule, timezone = EXCLUDED.timezone, next_run_at = EXCLUDED.next_run_at,
+        page_tree_depth = EXCLUDED.page_tree_depth, target_table = EXCLUDED.target_table,
+        target_columns = NULL, target_role = NULL,
+        -- A deeper tree must be walked again.
+        watermark = CASE WHEN d.page_tree_depth = EXCLUDED.page_tree_depth THEN d.watermark END,
+        updated_at = now()
+  RETURNING * INTO v_row;
+  RETURN v_row;
+END
+$$;
+
+REVOKE ALL ON FUNCTION notion_sync.register_pages(text, text, text, text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notion_sync.register_pages(text, text, text, text, int) TO notion_sync_admin;
+
 CREATE FUNCTION notion_sync.file_url(p_user_id text, p_page_id text, p_property text, p_index int DEFAULT 0)
 RETURNS text LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -249,6 +299,8 @@ COMMENT ON FUNCTION notion_sync.next_run(text, text, timestamptz) IS
   'When a schedule (cron in an IANA time zone) runs next after p_after; NULL for manual.';
 COMMENT ON FUNCTION notion_sync.register_database(text, text, text, text, text, regclass, jsonb, boolean) IS
   'Registers a Notion database of a user for syncing on a schedule, into its sync table or (p_target, p_columns) a table of the caller''s own.';
+COMMENT ON FUNCTION notion_sync.register_pages(text, text, text, text, int) IS
+  'Registers a page and its sub-pages (or, without a root, every page outside databases the token can see) for syncing into notion_pages_sync on a schedule.';
 COMMENT ON FUNCTION notion_sync.unregister_database(text, text) IS
   'Stops syncing a database; rows already synced stay.';
 COMMENT ON FUNCTION notion_sync.sync_notion_database(text, text, text, text, int) IS

@@ -87,6 +87,10 @@ CREATE TABLE notion_sync.databases (
   -- Data source ids of the database (0.2.0), from each run's database retrieve: webhooks whose
   -- page parent or entity names only a data source are routed through it.
   data_sources      text[],
+  -- A page tree (0.2.0, register_pages): database_id is its root page (the nil id: every page
+  -- outside databases the token can see) and this the depth of sub-pages mirrored; NULL for a
+  -- database.
+  page_tree_depth   int,
   PRIMARY KEY (user_id, database_id)
 );
 CREATE INDEX databases_data_sources_idx ON notion_sync.databases USING gin (data_sources);
@@ -262,6 +266,10 @@ CREATE TABLE notion_sync.notion_pages_sync (
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(title, '')), 'A') ||
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(description, '')), 'B') ||
     pg_catalog.setweight(pg_catalog.to_tsvector('pg_catalog.english'::regconfig, coalesce(body, '')), 'C')) STORED,
+  -- Pages of a page tree (0.2.0): the parent page, and the titles from the tree's top page down to
+  -- this one. NULL for pages of a database.
+  notion_parent_id        text,
+  path                    text[],
   UNIQUE (user_id, notion_page_id)
 );
 

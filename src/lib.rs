@@ -16,6 +16,7 @@ mod files;
 mod gucs;
 pub mod mapping;
 pub mod notion;
+mod page_tree;
 mod progress;
 pub mod schedule;
 mod shmem;

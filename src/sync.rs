@@ -16,11 +16,12 @@ use crate::mapping::Mapping;
 use crate::notion::client::{self, ApiError, Client, Interrupt, Stats};
 use crate::notion::model::{self, Page};
 use crate::notion::pool::{Flight, Lane};
+use crate::page_tree::{self, Walk, WalkOut};
 use crate::storage::mapped::Mapped;
 use crate::storage::runs::{self, Fatal, NewRun, RunRecord, RunStatus};
 pub use crate::storage::runs::{Counts, Mode, Outcome, Trigger};
 use crate::storage::{
-    self, Fetched, Known, PageError, Registration, Row, Stored, SyncTable, Target,
+    self, Fetched, Known, PageError, Place, Registration, Row, Stored, SyncTable, Target,
 };
 use crate::typed_view;
 use serde_json::{Map, Value};
@@ -210,6 +211,8 @@ struct Run<'i> {
     started_ms: i64,
     /// Webhook refetch of properties only: keep the stored body instead of reading blocks.
     keep_body: bool,
+    /// Pages of a page tree read with their blocks: body and place, taken by stage 2.
+    walked: HashMap<String, (String, Place)>,
     /// Per data source: formula properties whose value changes without an edit (`now()`), left
     /// out of the hash. Read from the schema once per run, only for sources with formulas.
     volatile: HashMap<String, Vec<String>>,
@@ -241,8 +244,9 @@ struct Changed {
     page: Page,
     hash: String,
     edited: Option<i64>,
-    /// The stored body, for a properties-only refetch that keeps it.
+    /// The stored body, for a properties-only refetch that keeps it (a page tree's: the one read).
     kept_body: Option<String>,
+    place: Option<Place>,
 }
 
 /// What stage 2 knew of a page being read.
@@ -250,6 +254,7 @@ struct Meta {
     hash: String,
     edited: Option<i64>,
     kept_body: Option<String>,
+    place: Option<Place>,
 }
 
 impl Meta {
@@ -260,6 +265,7 @@ impl Meta {
             hash: self.hash,
             edited: self.edited,
             body: body.or(self.kept_body),
+            place: self.place,
         }
     }
 }
@@ -391,6 +397,7 @@ impl<'i> Run<'i> {
             min_failed_edited: None,
             started_ms: chrono::Utc::now().timestamp_millis(),
             keep_body: false,
+            walked: HashMap::new(),
             volatile: HashMap::new(),
             schemas: HashMap::new(),
             dead_in_a_row: 0,
@@ -594,7 +601,12 @@ impl<'i> Run<'i> {
         for Parsed { page, source } in pages {
             let edited = page.last_edited_time.as_deref().and_then(ms);
             let volatile = self.volatile.get(&source).map_or(&[][..], |v| v.as_slice());
-            let hash = self.target.hash(model::page_hash_with(&page, volatile));
+            let mut hash = self.target.hash(model::page_hash_with(&page, volatile));
+            // A page of a tree: its body and place were read with it, and count in its hash.
+            let walked = self.walked.remove(&page.id);
+            if let Some((body, place)) = &walked {
+                hash = model::hash_text(&format!("{hash}\n{:?}\n{body}", place.path));
+            }
             if stored
                 .get(&page.id)
                 .is_some_and(|k| unchanged(k, &hash, edited))
@@ -604,12 +616,16 @@ impl<'i> Run<'i> {
                 self.note_edited(edited);
                 continue;
             }
-            let kept_body = None;
+            let (kept_body, place) = match walked {
+                Some((body, place)) => (Some(body), Some(place)),
+                None => (None, None),
+            };
             changed.push(Changed {
                 page,
                 hash,
                 edited,
                 kept_body,
+                place,
             });
         }
         if self.keep_body && self.depth == 0 && !changed.is_empty() {
@@ -637,6 +653,7 @@ impl<'i> Run<'i> {
                 hash: c.hash,
                 edited: c.edited,
                 kept_body: c.kept_body,
+                place: c.place,
             };
             if depth > 0 || !c.page.truncated.is_empty() {
                 work.push_back((index, c.page));
@@ -904,6 +921,8 @@ pub struct Job<'i> {
     hours_back: Option<i32>,
     fatal: Option<SyncError>,
     stage: Stage,
+    /// A page tree's walk instead of the scan of a database.
+    walk: Option<Walk>,
 }
 
 /// A page of query results (and, the first time it shows formulas, its data source's schema),
@@ -918,6 +937,10 @@ enum Stage {
     /// Nothing in flight: the next step sends the query for where the scan is.
     Idle,
     Query(Flight<QueryOut>),
+    /// A batch of a page tree being read (bodies and sub-pages).
+    Walk(Flight<WalkOut>),
+    /// A page of search results (an incremental walk).
+    Search(Flight<(Result<Value, ApiError>, Stats)>),
     /// The changed pages of `resp` being read; the next page of results on its way meanwhile.
     Reading {
         resp: Value,
@@ -1073,10 +1096,38 @@ pub struct Opening<'i> {
     client: Client<'i>,
     txn: Txn,
     lane: LaneGuard,
+    /// Where the scan starts (None: everything).
+    since: Option<String>,
 }
 
-/// What reading the data sources gives: (title, data source ids), and the requests it took.
-pub type SourcesOut = (Result<(String, Vec<String>), ApiError>, Stats);
+/// What a run reads before its scan: the database's title and data source ids, or a page tree's
+/// name and the pages its walk starts from.
+pub struct Sources {
+    title: String,
+    ids: Vec<String>,
+    roots: Vec<Value>,
+}
+
+/// The sources read, and the requests it took.
+pub type SourcesOut = (Result<Sources, ApiError>, Stats);
+
+/// Reads what `begin` needs (on a helper thread, or the caller's).
+fn read_sources(client: &mut Client, db: &str, tree: Option<(u32, bool)>) -> SourcesOut {
+    let before = client.stats;
+    let result = match tree {
+        None => client.sources(db).map(|(title, ids)| Sources {
+            title,
+            ids,
+            roots: vec![],
+        }),
+        Some((_, full)) => page_tree::roots(client, db, full).map(|(title, roots)| Sources {
+            title,
+            ids: vec![],
+            roots,
+        }),
+    };
+    (result, client.stats.since(before))
+}
 
 /// Checks the token, records the run. `Err` only for a missing token (and the schema check;
 /// nothing recorded); every later failure is recorded in the run. `Done` for a run that ended
@@ -1105,8 +1156,10 @@ pub fn open_run<'i>(
             return end_run(record, txn, None, fatal).map(|o| Err(Box::new(o)));
         }
     };
+    let since = since(req, reg.as_ref());
     Ok(Ok(Opening {
         req: req.clone(),
+        since,
         reg,
         record,
         table,
@@ -1121,15 +1174,20 @@ impl<'i> Opening<'i> {
     /// Reads the data sources on a helper thread.
     pub fn read_sources(&self) -> Flight<SourcesOut> {
         let mut client = self.client.detached(&self.lane.0);
-        let db = self.req.db.clone();
-        Flight::spawn(move || (client.sources(&db), client.stats))
+        let (db, tree) = (self.req.db.clone(), self.tree());
+        Flight::spawn(move || read_sources(&mut client, &db, tree))
     }
 
     /// Reads the data sources here, waiting.
     fn sources_here(&mut self) -> SourcesOut {
-        let before = self.client.stats;
-        let result = self.client.sources(&self.req.db);
-        (result, self.client.stats.since(before))
+        let tree = self.tree();
+        read_sources(&mut self.client, &self.req.db, tree)
+    }
+
+    /// A page tree: its depth, and whether the run walks it whole (else search finds the edits).
+    fn tree(&self) -> Option<(u32, bool)> {
+        let depth = self.reg.as_ref()?.page_tree_depth?;
+        Some((depth.max(0) as u32, self.since.is_none()))
     }
 
     pub fn label(&self) -> String {
@@ -1139,6 +1197,7 @@ impl<'i> Opening<'i> {
     /// With the data sources read: registration, target, scan. Every failure is recorded in the
     /// run, which is then `Done`.
     pub fn begin(self, sources: SourcesOut) -> Result<Started<'i>, SyncError> {
+        let tree = self.tree();
         let Opening {
             req,
             reg,
@@ -1148,12 +1207,17 @@ impl<'i> Opening<'i> {
             mut client,
             txn,
             lane,
+            since,
         } = self;
         client.stats.add(sources.1);
-        let (title, sources) = match sources.0 {
+        let Sources { title, ids, roots } = match sources.0 {
             Ok(s) => s,
             Err(e) => return fail(record, txn, Some(&client), classify(e, &req.user, &req.db)),
         };
+        let sources = ids;
+        if tree.is_some() && !title.is_empty() {
+            record.db_name = title.clone();
+        }
         if record.db_name.is_empty() {
             record.db_name = if title.is_empty() {
                 req.db.clone()
@@ -1176,10 +1240,19 @@ impl<'i> Opening<'i> {
         let mut run = Run::new(client, txn, target, &req.user, &req.db, true);
         run.lane = lane;
         run.fresh = fresh;
-        let scan = Scan::new(sources, since(&req, reg.as_ref()));
-        Ok(Started::Running(Box::new(Job::new(
-            &req, run, scan, record, expected,
-        ))))
+        let walk = tree.map(|(max_depth, _)| {
+            // The body is read with the walk: the engine reads no blocks of its own.
+            let content = std::mem::take(&mut run.depth);
+            let since_ms = since.as_deref().and_then(ms);
+            Walk::new(roots, max_depth, content, since_ms)
+        });
+        let scan = match &walk {
+            Some(_) => Scan::new(vec![req.db.clone()], None),
+            None => Scan::new(sources, since),
+        };
+        let mut job = Job::new(&req, run, scan, record, expected);
+        job.walk = walk;
+        Ok(Started::Running(Box::new(job)))
     }
 }
 
@@ -1226,6 +1299,7 @@ impl<'i> Job<'i> {
             hours_back: req.hours_back,
             fatal: None,
             stage: Stage::Idle,
+            walk: None,
         }
     }
 
@@ -1260,22 +1334,39 @@ impl<'i> Job<'i> {
             self.stage = Stage::Idle;
             return true;
         }
-        self.scan.done() && matches!(self.stage, Stage::Idle)
+        self.over() && matches!(self.stage, Stage::Idle)
+    }
+
+    /// Whether the scan (or walk) has nothing left to send.
+    fn over(&self) -> bool {
+        match &self.walk {
+            Some(w) => w.done(),
+            None => self.scan.done(),
+        }
     }
 
     /// Whether the job waits for Notion (its next step does nothing until an answer comes).
     pub fn waiting(&self) -> bool {
         match &self.stage {
             Stage::Idle => false,
-            Stage::Query(_) => true,
+            Stage::Query(_) | Stage::Walk(_) | Stage::Search(_) => true,
             Stage::Reading { reads, .. } => reads.waiting > 0,
         }
     }
 
     fn advance(&mut self) -> Result<(), SyncError> {
         self.stage = match std::mem::replace(&mut self.stage, Stage::Idle) {
-            Stage::Idle if self.scan.done() => Stage::Idle,
+            Stage::Idle if self.over() => Stage::Idle,
+            Stage::Idle if self.walk.is_some() => self.walk_next(),
             Stage::Idle => Stage::Query(self.send_query(self.scan.cursor.clone())),
+            Stage::Walk(mut flight) => match flight.take() {
+                None => Stage::Walk(flight),
+                Some(out) => self.walked(out.map_err(SyncError::Api)?)?,
+            },
+            Stage::Search(mut flight) => match flight.take() {
+                None => Stage::Search(flight),
+                Some(out) => self.searched(out.map_err(SyncError::Api)?)?,
+            },
             Stage::Query(mut flight) => match flight.take() {
                 None => Stage::Query(flight),
                 Some(out) => self.results(out.map_err(SyncError::Api)?)?,
@@ -1296,14 +1387,76 @@ impl<'i> Job<'i> {
                     return Ok(());
                 }
                 self.run.store(reads, watermark)?;
-                if let Some(e) = self.scan.advance(&resp) {
-                    self.run.errors.push((None, e));
+                if self.walk.is_none() {
+                    if let Some(e) = self.scan.advance(&resp) {
+                        self.run.errors.push((None, e));
+                    }
                 }
                 self.run.report(crate::progress::Phase::Reading);
                 next.map_or(Stage::Idle, Stage::Query)
             }
         };
         Ok(())
+    }
+
+    /// A page tree's next step: a batch of the frontier, else (incremental) the next page of search.
+    fn walk_next(&mut self) -> Stage {
+        let (run, walk) = (&self.run, self.walk.as_mut().expect("a walk"));
+        if let Some(f) = walk.read_next(&run.client, &run.lane.0) {
+            return Stage::Walk(f);
+        }
+        let mut client = run.client.detached(&run.lane.0);
+        let cursor = walk.cursor.clone();
+        Stage::Search(Flight::spawn(move || {
+            (client.search_pages(cursor.as_deref()), client.stats)
+        }))
+    }
+
+    /// A batch of the tree was read: sub-pages join the frontier, the pages go through the stages
+    /// (their bodies known). A page that could not be read leaves its sub-tree unknown: the walk is
+    /// then incomplete and marks nothing deleted.
+    fn walked(&mut self, out: WalkOut) -> Result<Stage, SyncError> {
+        let (results, stats) = out;
+        self.run.client.stats.add(stats);
+        let walk = self.walk.as_mut().expect("a walk");
+        let mut pages = vec![];
+        for r in results {
+            match r {
+                Ok(w) => {
+                    walk.note_subpages(&w);
+                    if let Some(id) = w.page.get("id").and_then(|i| i.as_str()) {
+                        self.run.walked.insert(id.to_string(), (w.body, w.place));
+                    }
+                    pages.push(w.page);
+                }
+                Err((id, e)) => {
+                    self.scan.complete = false;
+                    self.run.read_failed(&id, None, "reading the page", e)?;
+                }
+            }
+        }
+        let reads = self.run.select(&pages)?;
+        Ok(Stage::Reading {
+            resp: Value::Null,
+            reads,
+            next: None,
+            watermark: false,
+        })
+    }
+
+    /// A page of search results of an incremental walk: the tree's pages among them are read next.
+    fn searched(&mut self, out: (Result<Value, ApiError>, Stats)) -> Result<Stage, SyncError> {
+        let (result, stats) = out;
+        self.run.client.stats.add(stats);
+        let resp = result.map_err(SyncError::Api)?;
+        let (user, db) = (self.run.user.clone(), self.run.db.clone());
+        let walk = self.walk.as_mut().expect("a walk");
+        let more = self
+            .run
+            .txn
+            .run(|| page_tree::take_search(walk, &resp, &user, &db))?;
+        walk.searched = !more;
+        Ok(Stage::Idle)
     }
 
     /// Sends the query for the current source and window from `cursor`, on a helper thread; it
@@ -1358,6 +1511,7 @@ impl<'i> Job<'i> {
             mut record,
             hours_back,
             fatal,
+            walk,
             ..
         } = self;
         let complete = scan.complete && fatal.is_none();
@@ -1366,7 +1520,7 @@ impl<'i> Job<'i> {
         // A complete full scan saw the current schema: typed views follow it (HTTP, no transaction),
         // from the schemas this run already read where it read them.
         let table = run.target.stored_table();
-        if complete && mode == Mode::Full && table != "mapped_pages" {
+        if complete && mode == Mode::Full && table != "mapped_pages" && walk.is_none() {
             let (user, db) = (run.user.clone(), run.db.clone());
             let (client, cached) = (&mut run.client, &run.schemas);
             let mut schema = || typed_view::merged_schema(client, &scan.sources, cached);

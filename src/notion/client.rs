@@ -553,9 +553,19 @@ impl<'a> Client<'a> {
 
     /// The page body as plain text in reading order, `depth` levels deep.
     pub fn page_text(&mut self, page_id: &str, depth: u32) -> Result<String, ApiError> {
-        let mut lines = vec![];
-        self.collect_text(page_id, depth, 0, &mut lines)?;
-        Ok(lines.join("\n"))
+        self.page_text_and_subpages(page_id, depth).map(|(t, _)| t)
+    }
+
+    /// The body, and the `child_page` blocks met on the way (the page's sub-pages: their content
+    /// is not the page's, the block id is the sub-page's id).
+    pub fn page_text_and_subpages(
+        &mut self,
+        page_id: &str,
+        depth: u32,
+    ) -> Result<(String, Vec<Value>), ApiError> {
+        let (mut lines, mut pages) = (vec![], vec![]);
+        self.collect_text(page_id, depth, 0, &mut lines, &mut pages)?;
+        Ok((lines.join("\n"), pages))
     }
 
     fn collect_text(
@@ -564,6 +574,7 @@ impl<'a> Client<'a> {
         depth: u32,
         level: usize,
         lines: &mut Vec<String>,
+        pages: &mut Vec<Value>,
     ) -> Result<(), ApiError> {
         if depth == 0 {
             return Ok(());
@@ -572,14 +583,28 @@ impl<'a> Client<'a> {
             if let Some(t) = super::model::block_text(&block) {
                 lines.push(format!("{}{}", "  ".repeat(level), t));
             }
+            if block.get("type").and_then(|t| t.as_str()) == Some("child_page") {
+                pages.push(block);
+                continue;
+            }
             if super::model::descend(&block) {
                 if let Some(child) = block.get("id").and_then(|i| i.as_str()) {
                     let child = child.to_string();
-                    self.collect_text(&child, depth - 1, level + 1, lines)?;
+                    self.collect_text(&child, depth - 1, level + 1, lines, pages)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// One page of `POST /v1/search` for pages, most recently edited first.
+    pub fn search_pages(&mut self, cursor: Option<&str>) -> Result<Value, ApiError> {
+        let mut body = json!({"filter": {"property": "object", "value": "page"},
+            "sort": {"timestamp": "last_edited_time", "direction": "descending"}, "page_size": 100});
+        if let Some(c) = cursor {
+            body["start_cursor"] = json!(c);
+        }
+        self.request("POST", "/search", Some(&body))
     }
 }
 

@@ -740,7 +740,11 @@ pub fn page_hash_with(page: &Page, volatile: &[String]) -> String {
         t: page.in_trash,
         u: &page.url,
     };
-    let text = serde_json::to_string(&canonical).unwrap_or_default();
+    hash_text(&serde_json::to_string(&canonical).unwrap_or_default())
+}
+
+/// SHA-256 of a text, in hex.
+pub fn hash_text(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -676,6 +676,7 @@ impl Target for Mapped {
             hash,
             edited,
             body,
+            ..
         } = p;
         self.note_missing(&page, notes);
         let m = &self.mapping;

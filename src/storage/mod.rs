@@ -13,7 +13,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sync_table;
 
-type Result<T> = std::result::Result<T, SyncError>;
+pub type Result<T> = std::result::Result<T, SyncError>;
 
 pub use sync_table::{target_for_name, SyncTable, TABLES};
 
@@ -27,6 +27,15 @@ pub struct Fetched {
     /// `last_edited_time` in epoch ms.
     pub edited: Option<i64>,
     pub body: Option<String>,
+    /// Where a page of a page tree sits (None for a database's page).
+    pub place: Option<Place>,
+}
+
+/// A page's place in a page tree: its parent page and the titles from the tree's top down to it.
+#[derive(Clone, Debug, Default)]
+pub struct Place {
+    pub parent: Option<String>,
+    pub path: Vec<String>,
 }
 
 /// One page ready for its target.
@@ -130,6 +139,8 @@ pub struct Registration {
     pub watermark: Option<String>,
     /// A table of the user's own with a column map (storage/mapped.rs), not a sync table.
     pub mapped: Option<mapped::Registered>,
+    /// A page tree (register_pages): the depth of sub-pages it mirrors.
+    pub page_tree_depth: Option<i32>,
 }
 
 /// A registered database of `user`, with what a table of the user's own needs to be checked.
@@ -141,7 +152,8 @@ pub fn registration(user: &str, db: &str) -> Result<Option<Registration>> {
                     d.target_columns,
                     CASE WHEN d.target_columns IS NOT NULL THEN pg_catalog.to_regclass(d.target_table)::oid END,
                     d.timezone, d.searchable,
-                    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = d.target_role)
+                    (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = d.target_role),
+                    d.page_tree_depth
                FROM notion_sync.databases d WHERE d.user_id = $1 AND d.database_id = $2",
             Some(1),
             &[user.into(), db.into()],
@@ -164,6 +176,7 @@ pub fn registration(user: &str, db: &str) -> Result<Option<Registration>> {
             target_table: row.get::<String>(2)?.unwrap_or_default(),
             watermark: row.get::<String>(3)?,
             mapped,
+            page_tree_depth: row.get::<i32>(9)?,
         }))
     })
 }

@@ -4,6 +4,7 @@
 
 use super::{Fetched, PageError, Result, Row, Stored, Target, Written};
 use crate::notion::model::{self, Page};
+use crate::storage::Place;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{Map, Value};
@@ -22,6 +23,8 @@ pub struct TableSpec {
     pub desc: Option<(&'static str, &'static [&'static str])>,
     pub message_count: bool,
     pub database_name: bool,
+    /// `notion_parent_id` and `path`: pages of a page tree (register_pages) go here.
+    pub tree: bool,
 }
 
 /// The sync tables, the one list of them in Rust (a pg_test holds it against the catalog).
@@ -35,6 +38,7 @@ pub const TABLES: [TableSpec; 5] = [
         desc: None,
         message_count: false,
         database_name: false,
+        tree: false,
     },
     TableSpec {
         table: "notion_worlds_sync",
@@ -45,6 +49,7 @@ pub const TABLES: [TableSpec; 5] = [
         desc: None,
         message_count: false,
         database_name: false,
+        tree: false,
     },
     TableSpec {
         table: "notion_stories_sync",
@@ -55,6 +60,7 @@ pub const TABLES: [TableSpec; 5] = [
         desc: Some(("description", &["Description", "Summary"])),
         message_count: false,
         database_name: false,
+        tree: false,
     },
     TableSpec {
         table: "notion_chat_sessions_sync",
@@ -65,6 +71,7 @@ pub const TABLES: [TableSpec; 5] = [
         desc: None,
         message_count: true,
         database_name: false,
+        tree: false,
     },
     TableSpec {
         table: "notion_pages_sync",
@@ -75,6 +82,7 @@ pub const TABLES: [TableSpec; 5] = [
         desc: None,
         message_count: false,
         database_name: true,
+        tree: true,
     },
 ];
 
@@ -119,6 +127,7 @@ pub fn record(
     page: Page,
     body: Option<String>,
     hash: String,
+    place: Option<Place>,
 ) -> Map<String, Value> {
     let text = model::text_property(&page, spec.text_props)
         .or_else(|| body.clone().filter(|b| !b.trim().is_empty()));
@@ -141,6 +150,10 @@ pub fn record(
     row.insert("created".into(), text_or_null(page.created_time));
     row.insert("edited".into(), text_or_null(page.last_edited_time));
     row.insert("body".into(), text_or_null(body));
+    if let Some(place) = place {
+        row.insert("parent".into(), text_or_null(place.parent));
+        row.insert("path".into(), Value::from(place.path));
+    }
     row
 }
 
@@ -198,7 +211,13 @@ impl Target for SyncTable {
         Ok(Row {
             page_id: p.page.id.clone(),
             edited_ms: p.edited,
-            values: record(self.spec, p.page, p.body, p.hash),
+            values: record(
+                self.spec,
+                p.page,
+                p.body,
+                p.hash,
+                p.place.filter(|_| self.spec.tree),
+            ),
             meta: Value::Null,
         })
     }
@@ -289,22 +308,24 @@ fn upsert_sql(spec: &TableSpec) -> String {
     let (mc_col, mc_val, mc_set) =
         optional_column(spec.message_count, "message_count", "r.message_count");
     let (dn_col, dn_val, dn_set) = optional_column(spec.database_name, "database_name", "$3");
+    let (pa_col, pa_val, pa_set) = optional_column(spec.tree, "notion_parent_id", "r.parent");
+    let (pt_col, pt_val, pt_set) = optional_column(spec.tree, "path", "r.path");
     let desc_col = spec.desc.map_or("", |(col, _)| col);
     let (ds_col, ds_val, ds_set) = optional_column(spec.desc.is_some(), desc_col, "r.descr");
     let name = spec.name_col;
     let text = spec.text_col;
     format!(
         "WITH up AS (
-           INSERT INTO notion_sync.{table} AS t (user_id, notion_database_id, notion_page_id, {name}, {text}{ds_col}{mc_col}{dn_col},
+           INSERT INTO notion_sync.{table} AS t (user_id, notion_database_id, notion_page_id, {name}, {text}{ds_col}{mc_col}{dn_col}{pa_col}{pt_col},
                   properties, content_hash, url, in_trash, notion_created_time, notion_last_edited_time, body,
                   last_synced_at, updated_at)
-           SELECT $1, $2, r.id, r.name, r.text{ds_val}{mc_val}{dn_val}, r.properties, r.hash, r.url, false,
+           SELECT $1, $2, r.id, r.name, r.text{ds_val}{mc_val}{dn_val}{pa_val}{pt_val}, r.properties, r.hash, r.url, false,
                   r.created, r.edited, r.body, now(), now()
              FROM jsonb_to_recordset($4) AS r(id text, name text, text text, descr text, message_count int, properties jsonb,
-                  hash text, url text, created timestamptz, edited timestamptz, body text)
+                  hash text, url text, created timestamptz, edited timestamptz, body text, parent text, path text[])
            ON CONFLICT (user_id, notion_page_id) DO UPDATE SET
                   notion_database_id = EXCLUDED.notion_database_id, {name} = EXCLUDED.{name}, {text} = EXCLUDED.{text}
-                  {ds_set}{mc_set}{dn_set}, properties = EXCLUDED.properties, content_hash = EXCLUDED.content_hash,
+                  {ds_set}{mc_set}{dn_set}{pa_set}{pt_set}, properties = EXCLUDED.properties, content_hash = EXCLUDED.content_hash,
                   url = EXCLUDED.url, in_trash = false, notion_created_time = EXCLUDED.notion_created_time,
                   notion_last_edited_time = EXCLUDED.notion_last_edited_time, body = EXCLUDED.body,
                   last_synced_at = now(), updated_at = now()
@@ -319,10 +340,12 @@ fn upsert_sql(spec: &TableSpec) -> String {
            RETURNING (xmax = 0) AS inserted)
          SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
         table = spec.table,
-        dn_cmp = if spec.database_name {
-            " OR t.database_name IS DISTINCT FROM EXCLUDED.database_name"
-        } else {
-            ""
+        dn_cmp = match (spec.database_name, spec.tree) {
+            (true, true) => " OR t.database_name IS DISTINCT FROM EXCLUDED.database_name
+                   OR t.notion_parent_id IS DISTINCT FROM EXCLUDED.notion_parent_id
+                   OR t.path IS DISTINCT FROM EXCLUDED.path",
+            (true, false) => " OR t.database_name IS DISTINCT FROM EXCLUDED.database_name",
+            _ => "",
         },
     )
 }

@@ -166,6 +166,25 @@ def due(conn, users=None):
                  " WHERE %s::text[] IS NULL OR user_id = ANY(%s)", (users, users))
 
 
+def _finished(conn, users):
+    rows = conn.execute(
+        "SELECT user_id, status, extract(epoch FROM finished_at) FROM notion_sync.sync_runs"
+        " WHERE trigger = 'schedule' AND user_id = ANY(%s)", (users,)).fetchall()
+    done = {u: t for u, s, t in rows if s == "succeeded"}
+    return done if len(done) == len(users) else None
+
+
+def burst(conn, users, timeout=120):
+    """Makes `users` due at once (run history emptied first) and waits until the worker synced every
+    one of them; returns each user's seconds from then to the end of its run."""
+    conn.execute("DELETE FROM notion_sync.sync_runs")
+    t0 = conn.execute("SELECT extract(epoch FROM now())").fetchone()[0]
+    due(conn, users)
+    done = wait_for(lambda: _finished(conn, users), timeout, step=0.05)
+    assert done, conn.execute("SELECT user_id, status, error FROM notion_sync.sync_runs").fetchall()
+    return {u: float(t - t0) for u, t in done.items()}
+
+
 WORDS = ["storm", "harbor", "compass", "lantern", "whale", "forest", "ember", "glacier", "river", "tower",
          "market", "citadel", "orchard", "beacon", "canyon", "meadow"]
 

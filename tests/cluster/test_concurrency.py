@@ -5,7 +5,7 @@ loose enough for a loaded 2-core machine."""
 import statistics
 import time
 
-from harness import connect, due, many_users, wait_for
+from harness import burst, connect, due, many_users, wait_for
 
 LATENCY_MS = 250
 
@@ -20,25 +20,6 @@ def loopback(fake, conn):
     fake.admin("POST", "config", {"rate_limit_rps": 0, "latency_ms": 0})
     conn.execute("ALTER SYSTEM RESET notion_sync.requests_per_second")
     conn.execute("SELECT pg_reload_conf()")
-
-
-def finished(conn, users):
-    """Seconds from the first start to each user's last scheduled run's end, once all succeeded."""
-    rows = conn.execute(
-        "SELECT user_id, status, extract(epoch FROM finished_at) FROM notion_sync.sync_runs"
-        " WHERE trigger = 'schedule' AND user_id = ANY(%s)", (users,)).fetchall()
-    done = {u: t for u, s, t in rows if s == "succeeded"}
-    return done if len(done) == len(users) else None
-
-
-def burst(conn, users, timeout=120):
-    """Makes `users` due at once; seconds until every one of them has synced, and each one's end."""
-    conn.execute("DELETE FROM notion_sync.sync_runs")
-    t0 = conn.execute("SELECT extract(epoch FROM now())").fetchone()[0]
-    due(conn, users)
-    done = wait_for(lambda: finished(conn, users), timeout, step=0.05)
-    assert done, conn.execute("SELECT user_id, status, error FROM notion_sync.sync_runs").fetchall()
-    return {u: float(t - t0) for u, t in done.items()}
 
 
 def rows_per_user(conn):

@@ -1,0 +1,364 @@
+//! Pages outside databases (`register_pages`): a page and its sub-pages, or every page outside
+//! databases the token can see, mirrored into `notion_pages_sync` with their parent and path.
+//!
+//! A page's sub-pages are the `child_page` blocks of its body (the block id is the sub-page's id),
+//! so reading a page's blocks gives its body and its sub-pages at once: one request per page.
+//! - A full run walks the tree from its root (the root's page object, then each sub-page made from
+//!   its `child_page` block), level by level to `page_tree_depth`; a complete walk marks in trash
+//!   what it no longer found, as a complete scan of a database does.
+//! - An incremental run asks Notion's search for pages, most recently edited first, down to the
+//!   watermark (less the overlap), and reads those whose parent is in the tree (and new sub-pages
+//!   of those). Search is not exhaustive and indexes with a delay, so the daily full walk stays the
+//!   reference.
+//!
+//! Everything here that talks to Notion runs on helper threads (no Postgres); `tree_places` is the
+//! SPI lookup of where stored pages sit.
+
+use crate::notion::client::{ApiError, Client, Stats};
+use crate::notion::pool::{Flight, Lane};
+use crate::storage::{Place, Result};
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// The root id of "every page outside databases" (`register_pages` without a root).
+pub const WORKSPACE: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Pages read side by side in a batch of the walk, and pages per batch.
+const READERS: usize = 6;
+const BATCH: usize = 30;
+
+/// A page of the tree to read.
+pub struct Item {
+    pub page: Value,
+    pub place: Place,
+    pub depth: u32,
+}
+
+/// A page read: its body and the sub-pages its blocks name.
+pub struct Walked {
+    pub page: Value,
+    pub body: String,
+    pub place: Place,
+    pub depth: u32,
+    pub subpages: Vec<Value>,
+}
+
+/// A batch read, each page or (its id, the error), and the requests it took.
+pub type WalkOut = (Vec<std::result::Result<Walked, (String, ApiError)>>, Stats);
+
+/// A page's title from its page object (`properties.title`) or its `child_page` block.
+pub fn title(page: &Value) -> String {
+    if let Some(t) = page.pointer("/child_page/title").and_then(|t| t.as_str()) {
+        return t.to_string();
+    }
+    let props = page.get("properties").and_then(|p| p.as_object());
+    props
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|v| v["type"] == "title")
+        .flat_map(|v| v["title"].as_array().cloned().unwrap_or_default())
+        .filter_map(|i| {
+            i.get("plain_text")
+                .and_then(|t| t.as_str())
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// The page object a `child_page` block stands for: id, times, parent and title are the page's.
+pub fn page_from_block(block: &Value) -> Value {
+    let id = block.get("id").cloned().unwrap_or(Value::Null);
+    let url = id
+        .as_str()
+        .map(|i| format!("https://www.notion.so/{}", i.replace('-', "")));
+    json!({
+        "object": "page", "id": id,
+        "created_time": block.get("created_time"), "last_edited_time": block.get("last_edited_time"),
+        "parent": block.get("parent"), "in_trash": block.get("in_trash").cloned().unwrap_or(json!(false)),
+        "url": url,
+        "properties": {"title": {"id": "title", "type": "title",
+            "title": [{"type": "text", "plain_text": title(block), "text": {"content": title(block)}}]}},
+    })
+}
+
+/// The parent page id of a page object or block (None under the workspace or a database).
+pub fn parent_page(page: &Value) -> Option<String> {
+    page.pointer("/parent/page_id")
+        .and_then(|p| p.as_str())
+        .map(String::from)
+}
+
+/// Whether a page object sits in a database (search gives those too).
+pub fn in_database(page: &Value) -> bool {
+    matches!(
+        page.pointer("/parent/type").and_then(|t| t.as_str()),
+        Some("database_id" | "data_source_id")
+    )
+}
+
+/// Where a sub-page of `parent` sits.
+pub fn child_place(parent: &Value, place: &Place) -> Place {
+    let mut path = place.path.clone();
+    path.push(title(parent));
+    Place {
+        parent: parent.get("id").and_then(|i| i.as_str()).map(String::from),
+        path,
+    }
+}
+
+/// The walk of one run.
+pub struct Walk {
+    pub max_depth: u32,
+    /// Block levels read for a body (at least 1: the sub-pages are among the first).
+    pub content_depth: u32,
+    pub frontier: VecDeque<Item>,
+    /// Incremental: pages edited from then on (epoch ms) are read, found through search.
+    pub since_ms: Option<i64>,
+    pub cursor: Option<String>,
+    pub searched: bool,
+}
+
+impl Walk {
+    pub fn new(
+        roots: Vec<Value>,
+        max_depth: u32,
+        content_depth: u32,
+        since_ms: Option<i64>,
+    ) -> Walk {
+        let frontier = roots
+            .into_iter()
+            .map(|page| Item {
+                page,
+                place: Place::default(),
+                depth: 0,
+            })
+            .collect();
+        Walk {
+            max_depth,
+            content_depth: content_depth.max(1),
+            frontier,
+            since_ms,
+            cursor: None,
+            searched: since_ms.is_none(),
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.frontier.is_empty() && self.searched
+    }
+
+    /// The next batch of the frontier, read on helper threads.
+    pub fn read_next(&mut self, client: &Client, lane: &Arc<Lane>) -> Option<Flight<WalkOut>> {
+        if self.frontier.is_empty() {
+            return None;
+        }
+        let n = self.frontier.len().min(BATCH);
+        let items: Vec<Item> = self.frontier.drain(..n).collect();
+        let depth = self.content_depth;
+        let clients: Vec<Client<'static>> = (0..items.len().min(READERS))
+            .map(|_| client.detached(lane))
+            .collect();
+        Some(Flight::spawn(move || read_batch(clients, items, depth)))
+    }
+
+    /// A page read: its sub-pages join the frontier while under `max_depth` (in an incremental
+    /// walk only those edited since the watermark: the others are stored already).
+    pub fn note_subpages(&mut self, w: &Walked) {
+        if w.depth >= self.max_depth {
+            return;
+        }
+        let place = child_place(&w.page, &w.place);
+        for block in &w.subpages {
+            let edited = block
+                .get("last_edited_time")
+                .and_then(|t| t.as_str())
+                .and_then(ms);
+            if let (Some(since), Some(e)) = (self.since_ms, edited) {
+                if e < since {
+                    continue;
+                }
+            }
+            self.frontier.push_back(Item {
+                page: page_from_block(block),
+                place: place.clone(),
+                depth: w.depth + 1,
+            });
+        }
+    }
+}
+
+fn ms(t: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+/// On a helper thread: reads each item's blocks (body and sub-pages), several side by side.
+fn read_batch(clients: Vec<Client<'static>>, items: Vec<Item>, depth: u32) -> WalkOut {
+    let n = items.len();
+    let work = Mutex::new(items.into_iter().enumerate().collect::<VecDeque<_>>());
+    let out = Mutex::new((0..n).map(|_| None).collect::<Vec<_>>());
+    let stats = Mutex::new(Stats::default());
+    std::thread::scope(|s| {
+        for mut client in clients {
+            let (work, out, stats) = (&work, &out, &stats);
+            s.spawn(move || {
+                loop {
+                    let next = work.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    let Some((i, item)) = next else { break };
+                    let id = item.page.get("id").and_then(|v| v.as_str()).unwrap_or("");
+                    let id = id.to_string();
+                    let r = match client.page_text_and_subpages(&id, depth) {
+                        Ok((body, subpages)) => Ok(Walked {
+                            page: item.page,
+                            body,
+                            place: item.place,
+                            depth: item.depth,
+                            subpages,
+                        }),
+                        Err(e) => Err((id, e)),
+                    };
+                    out.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                }
+                stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(client.stats);
+            });
+        }
+    });
+    let results = out.into_inner().unwrap_or_default();
+    let results = results.into_iter().flatten().collect();
+    (results, stats.into_inner().unwrap_or_default())
+}
+
+/// What a page tree's run starts from, on a helper thread: the root's page object (the title is
+/// the tree's name), or for the workspace every top-level page search finds (a full run only).
+pub fn roots(
+    client: &mut Client,
+    root: &str,
+    full: bool,
+) -> std::result::Result<(String, Vec<Value>), ApiError> {
+    if root != WORKSPACE {
+        let page = client.get(&format!("/pages/{root}"))?;
+        return Ok((title(&page), vec![page]));
+    }
+    let mut out = vec![];
+    let mut cursor: Option<String> = None;
+    while full {
+        let mut v = client.search_pages(cursor.as_deref())?;
+        if let Some(Value::Array(a)) = v.get_mut("results").map(Value::take) {
+            out.extend(a.into_iter().filter(|p| {
+                p.pointer("/parent/type").and_then(|t| t.as_str()) == Some("workspace")
+                    && p.get("in_trash") != Some(&Value::Bool(true))
+            }));
+        }
+        cursor = crate::notion::client::next_cursor(&v);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(("Workspace pages".into(), out))
+}
+
+/// One page of search results in an incremental walk: the pages edited since the watermark whose
+/// parent is in the tree (or, for the workspace, at its top) join the frontier. Returns whether
+/// search has more to give (false once a result is older than the watermark).
+pub fn take_search(walk: &mut Walk, resp: &Value, user: &str, tree: &str) -> Result<bool> {
+    let since = walk.since_ms.unwrap_or(i64::MIN);
+    let results = resp.get("results").and_then(|r| r.as_array());
+    let mut fresh = vec![];
+    let mut older = false;
+    for p in results.into_iter().flatten() {
+        let edited = p
+            .get("last_edited_time")
+            .and_then(|t| t.as_str())
+            .and_then(ms);
+        if edited.is_some_and(|e| e < since) {
+            older = true;
+            break;
+        }
+        if !in_database(p) && p.get("in_trash") != Some(&Value::Bool(true)) {
+            fresh.push(p.clone());
+        }
+    }
+    let ids: Vec<String> = fresh
+        .iter()
+        .filter_map(parent_page)
+        .chain(
+            fresh
+                .iter()
+                .filter_map(|p| p["id"].as_str().map(String::from)),
+        )
+        .collect();
+    let stored = tree_places(user, tree, &ids)?;
+    for page in fresh {
+        let id = page["id"].as_str().unwrap_or_default().to_string();
+        let parent = parent_page(&page);
+        let item = match (stored.get(&id), parent.as_ref().and_then(|p| stored.get(p))) {
+            // Stored already: where it is.
+            (Some(s), _) => Some((s.place.clone(), s.depth)),
+            // Its parent is in the tree: one level under it.
+            (None, Some(p)) => {
+                let mut path = p.place.path.clone();
+                path.push(p.title.clone());
+                Some((Place { parent, path }, p.depth + 1))
+            }
+            // The tree's root itself, or a top-level page of the workspace.
+            (None, None) if id == tree || (tree == WORKSPACE && parent.is_none()) => {
+                Some((Place::default(), 0))
+            }
+            _ => None,
+        };
+        if let Some((place, depth)) = item.filter(|(_, d)| *d <= walk.max_depth) {
+            walk.frontier.push_back(Item { page, place, depth });
+        }
+    }
+    walk.cursor = crate::notion::client::next_cursor(resp);
+    Ok(!older && walk.cursor.is_some())
+}
+
+/// A stored page of a tree.
+pub struct StoredPage {
+    pub place: Place,
+    pub depth: u32,
+    pub title: String,
+}
+
+/// Where the stored pages among `ids` sit in the tree `tree` of `user`.
+pub fn tree_places(user: &str, tree: &str, ids: &[String]) -> Result<HashMap<String, StoredPage>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT notion_page_id, notion_parent_id, coalesce(path, '{}'), coalesce(title, '')
+               FROM notion_sync.notion_pages_sync
+              WHERE user_id = $1 AND notion_database_id = $2 AND notion_page_id = ANY($3) AND NOT in_trash",
+            None,
+            &[user.into(), tree.into(), ids.to_vec().into()],
+        )?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let id = row.get::<String>(1)?.unwrap_or_default();
+            let path = row.get::<Vec<String>>(3)?.unwrap_or_default();
+            let depth = path.len() as u32;
+            let place = Place {
+                parent: row.get::<String>(2)?,
+                path,
+            };
+            let title = row.get::<String>(4)?.unwrap_or_default();
+            out.insert(
+                id,
+                StoredPage {
+                    place,
+                    depth,
+                    title,
+                },
+            );
+        }
+        Ok(out)
+    })
+}
