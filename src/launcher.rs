@@ -321,33 +321,29 @@ pub fn start_scheduler(arg: pg_sys::Datum) -> String {
     // Another scheduler already serves the database (a launcher restarted while it ran): leave
     // it; the launcher adopts it when it sees this one exit.
     let other = with_slot(db, |s| {
-        if s.pid != 0 && s.pid != me && s.state().live() && alive(s.pid) {
-            return Some(s.pid);
-        }
-        s.pid = me;
-        s.procno = procno;
-        s.set_state(State::Starting);
-        None
+        (s.pid != 0 && s.pid != me && s.state().live() && alive(s.pid)).then_some(s.pid)
     })
     .flatten();
     if let Some(pid) = other {
         log!("notion_sync scheduler: database {name:?} is served by process {pid} already");
         unsafe { pg_sys::proc_exit(0) };
     }
-    match installed_version() {
-        None => {
-            debug1!("notion_sync scheduler: no notion_sync extension in database {name:?}");
-            exit_quietly(State::NoExtension);
-        }
-        Some(v) => {
-            let state = if v.is_empty() {
-                State::Starting
-            } else {
-                state_for(&v)
-            };
-            with_slot(db, |s| s.set_state(state));
-        }
-    }
+    // A probe that finds no extension leaves the slot as it was ("no extension", no pid), so the
+    // view does not flicker once per naptime.
+    let Some(v) = installed_version() else {
+        debug1!("notion_sync scheduler: no notion_sync extension in database {name:?}");
+        exit_quietly(State::NoExtension);
+    };
+    let state = if v.is_empty() {
+        State::Starting
+    } else {
+        state_for(&v)
+    };
+    with_slot(db, |s| {
+        s.pid = me;
+        s.procno = procno;
+        s.set_state(state);
+    });
     NEXT_CHECK.with(|c| c.set(Some(Instant::now() + CHECK_EVERY)));
     name
 }
@@ -604,7 +600,12 @@ impl Launcher {
         };
         match loaded {
             Ok(h) => {
-                with_slot(oid, |s| s.set_state(State::Starting));
+                // A probe of a database without the extension keeps showing "no extension".
+                with_slot(oid, |s| {
+                    if !matches!(s.state(), State::NoExtension | State::Stopped) {
+                        s.set_state(State::Starting)
+                    }
+                });
                 e.worker = Worker::Registered(h);
                 e.warned = false;
             }
