@@ -6,7 +6,7 @@
 //! `notion_sync` extension says so in its slot of the table below and exits 0; the launcher probes
 //! that database again `notion_sync.launcher_naptime` later. A scheduler that exits otherwise
 //! (an ERROR, SIGTERM from `pg_terminate_backend`) is started again 5 s later. When the extension
-//! is dropped, the scheduler notices within 2 s and exits 0. `notion_sync.database`, when set,
+//! is dropped, the scheduler notices within a second and exits 0. `notion_sync.database`, when set,
 //! restricts all of this to the one database it names.
 //!
 //! How the launcher finds the databases: it connects to no database (`BackgroundWorkerInitializeConnection(NULL)`)
@@ -39,8 +39,10 @@ const SLOTS: usize = 64;
 const NAME: usize = 64;
 /// How long after a scheduler's error exit the launcher starts it again.
 const RESTART_AFTER: Duration = Duration::from_secs(5);
-/// How often a running scheduler checks that its extension is still installed.
-const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often a running scheduler checks that its extension is still installed: at every round of
+/// an idle scheduler (which waits 1 s), so a DROP EXTENSION is seen before the next round's queries
+/// fail on missing tables (one small catalog read per second).
+const CHECK_EVERY: Duration = Duration::from_millis(900);
 
 /// A scheduler's state, as its slot holds it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -348,7 +350,7 @@ pub fn start_scheduler(arg: pg_sys::Datum) -> String {
     name
 }
 
-/// Called by the scheduler once per round: every 2 s, whether the extension is still installed
+/// Called by the scheduler once per round: about once a second, whether the extension is still installed
 /// (exits 0 when it was dropped) and at which version (the slot's `running` / `waiting`).
 pub fn check_extension() {
     let now = Instant::now();
