@@ -354,3 +354,10 @@ CREATE VIEW notion_sync.sync_progress AS
 REVOKE ALL ON FUNCTION notion_sync._sync_progress() FROM PUBLIC;
 REVOKE ALL ON notion_sync.sync_progress FROM PUBLIC;
 GRANT SELECT ON notion_sync.sync_progress TO notion_sync_admin;
+
+-- One row per database the launcher serves (0.2.0, src/launcher.rs): its scheduler's pid and state,
+-- from shared memory (no rows without shared_preload_libraries). Nothing secret: readable by all,
+-- and so the function under it is left executable by PUBLIC.
+CREATE VIEW notion_sync.schedulers AS
+  SELECT * FROM notion_sync._schedulers();
+GRANT SELECT ON notion_sync.schedulers TO PUBLIC;

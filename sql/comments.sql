@@ -44,3 +44,5 @@ COMMENT ON FUNCTION notion_sync.create_typed_view(text, text, text) IS
   'Creates a view with one typed column per Notion property over a database''s sync table; re-created when the schema changes.';
 COMMENT ON VIEW notion_sync.sync_progress IS
   'The syncs running now (from shared memory, so SQL calls show too): pages done, written, skipped, failed, requests, rate, elapsed, estimated remaining.';
+COMMENT ON VIEW notion_sync.schedulers IS
+  'One row per database of the cluster the launcher serves: its scheduler''s pid, state (starting, running, waiting, no extension, stopped, restarting, no worker slot) and since when, syncs running, Notion requests in flight and waiting.';

@@ -331,3 +331,18 @@ COMMENT ON FUNCTION notion_sync.create_typed_view(text, text, text) IS
   'Creates a view with one typed column per Notion property over a database''s sync table; re-created when the schema changes.';
 COMMENT ON VIEW notion_sync.sync_progress IS
   'The syncs running now (from shared memory, so SQL calls show too): pages done, written, skipped, failed, requests, rate, elapsed, estimated remaining.';
+
+-- One scheduler per database of the cluster (src/launcher.rs).
+CREATE FUNCTION notion_sync._schedulers()
+RETURNS TABLE ("database" text, pid int, state text, since timestamptz, running_syncs int,
+               requests_in_flight int, requests_waiting int)
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c AS 'MODULE_PATHNAME', '_schedulers_wrapper';
+-- One row per database the launcher serves (0.2.0, src/launcher.rs): its scheduler's pid and state,
+-- from shared memory (no rows without shared_preload_libraries). Nothing secret: readable by all,
+-- and so the function under it is left executable by PUBLIC.
+CREATE VIEW notion_sync.schedulers AS
+  SELECT * FROM notion_sync._schedulers();
+GRANT SELECT ON notion_sync.schedulers TO PUBLIC;
+COMMENT ON VIEW notion_sync.schedulers IS
+  'One row per database of the cluster the launcher serves: its scheduler''s pid, state (starting, running, waiting, no extension, stopped, restarting, no worker slot) and since when, syncs running, Notion requests in flight and waiting.';

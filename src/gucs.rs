@@ -10,8 +10,8 @@ use std::time::Duration;
 const API_URL_DEFAULT: &CStr = c"https://api.notion.com/v1";
 /// The first version with data sources (2022-06-28 still works).
 const NOTION_VERSION_DEFAULT: &CStr = c"2025-09-03";
-/// Where the background worker connects.
-const DATABASE_DEFAULT: &CStr = c"postgres";
+/// Empty: the launcher serves every database of the cluster (a name restricts it to that one).
+const DATABASE_DEFAULT: &CStr = c"";
 /// How long run history and settled webhook events are kept.
 const RUN_RETENTION_DEFAULT: &CStr = c"30 days";
 
@@ -22,6 +22,9 @@ static NOTION_VERSION: GucSetting<Option<CString>> =
 static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(DATABASE_DEFAULT));
 static WORKER_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+/// How often the launcher looks for new databases and probes those without the extension: each
+/// probe is a short-lived scheduler process connecting to the database, so not every second.
+static LAUNCHER_NAPTIME_S: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Notion's documented average limit is 3 requests per second per integration.
 static REQUESTS_PER_SECOND: GucSetting<f64> = GucSetting::<f64>::new(3.0);
 static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
@@ -60,8 +63,8 @@ pub fn init() {
     if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         GucRegistry::define_string_guc(
             c"notion_sync.database",
-            c"Database the background worker serves.",
-            c"",
+            c"The only database the launcher starts a scheduler for; empty = every database of the cluster.",
+            c"Every database that allows connections and is not a template gets a scheduler while it has the extension.",
             &DATABASE,
             GucContext::Postmaster,
             GucFlags::default(),
@@ -74,6 +77,16 @@ pub fn init() {
         &WORKER_ENABLED,
         GucContext::Sighup,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"notion_sync.launcher_naptime",
+        c"Seconds between two looks of the launcher at pg_database and at databases without the extension.",
+        c"A database given the extension gets its scheduler within this time.",
+        &LAUNCHER_NAPTIME_S,
+        1,
+        3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_float_guc(
         c"notion_sync.requests_per_second",
@@ -170,9 +183,14 @@ pub fn notion_version() -> String {
     string(&NOTION_VERSION, NOTION_VERSION_DEFAULT)
 }
 
-/// The database the background worker serves.
-pub fn database() -> String {
-    string(&DATABASE, DATABASE_DEFAULT)
+/// The one database the launcher serves, or None for every database.
+pub fn database() -> Option<String> {
+    Some(string(&DATABASE, DATABASE_DEFAULT)).filter(|d| !d.is_empty())
+}
+
+/// `notion_sync.launcher_naptime`.
+pub fn launcher_naptime() -> Duration {
+    Duration::from_secs(LAUNCHER_NAPTIME_S.get().max(1) as u64)
 }
 
 pub fn worker_enabled() -> bool {

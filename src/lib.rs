@@ -3,7 +3,7 @@
 //! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI:
 //! `sync_table` and `mapped` are the two targets of a sync, `runs` the run record, `queue` and
 //! `schedules` what the worker reads), `mapping` (column maps and type conversion, pure),
-//! `api` (SQL functions), `schedule` (cron), `worker` (background scheduler), `webhook`, `files` (hosted file URLs),
+//! `api` (SQL functions), `schedule` (cron), `launcher` (one scheduler per database of the cluster), `worker` (the scheduler of one database), `webhook`, `files` (hosted file URLs),
 //! `discovery` (what the token can see), `typed_view` (a column per property), `progress` (running
 //! syncs, in shared memory), `shmem` (what backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
@@ -14,6 +14,7 @@ mod discovery;
 mod error;
 mod files;
 mod gucs;
+mod launcher;
 pub mod mapping;
 pub mod notion;
 mod page_tree;
@@ -45,7 +46,8 @@ extension_sql_file!(
         _file_url,
         _discover_databases,
         _create_typed_view,
-        _sync_progress
+        _sync_progress,
+        _schedulers
     ]
 );
 extension_sql_file!("../sql/read.sql", name = "read", requires = ["schema"]);
@@ -64,7 +66,7 @@ pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     shmem::init();
     progress::init();
-    worker::init();
+    launcher::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -189,7 +189,7 @@ impl Drop for Progress {
     }
 }
 
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     // Signal 0 checks that the process exists; a backend that crashed left its slot behind.
     unsafe { libc_kill(pid, 0) == 0 }
 }

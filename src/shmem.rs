@@ -2,7 +2,8 @@
 //! shared memory and each backend keeps its own budget):
 //! - one request budget per Notion token: scheduled runs, manual syncs in any session and webhook
 //!   refetches all take from the same bucket;
-//! - the worker's latch, so `handle_webhook` can wake it at commit;
+//! - the worker's latch, so `handle_webhook` can wake it at commit (with one scheduler per
+//!   database, the launcher's slot table has each one's; this is the fallback);
 //! - the count of rejected webhook deliveries (the rejecting transaction is rolled back, so a
 //!   table could not keep it).
 
@@ -79,13 +80,13 @@ pub fn register_worker() {
 /// This process's index in `ProcGlobal->allProcs`: `MyProc->pgprocno` up to 16, `MyProcNumber`
 /// since 17 (which removed `pgprocno`; `GetPGProcByNumber(n)` is still `&allProcs[n]`).
 #[cfg(any(feature = "pg17", feature = "pg18"))]
-fn my_proc_number() -> i32 {
+pub(crate) fn my_proc_number() -> i32 {
     // SAFETY: set by InitProcess before any extension code runs in this process.
     unsafe { pg_sys::MyProcNumber }
 }
 
 #[cfg(not(any(feature = "pg17", feature = "pg18")))]
-fn my_proc_number() -> i32 {
+pub(crate) fn my_proc_number() -> i32 {
     // SAFETY: MyProc is this process's PGPROC, valid once the process is initialised.
     unsafe { (*pg_sys::MyProc).pgprocno }
 }
@@ -96,7 +97,9 @@ pub fn wake_worker() {
         return;
     }
     WAKES.get().fetch_add(1, Ordering::SeqCst);
-    let n = WORKER_PROC.get().load(Ordering::SeqCst);
+    // The scheduler of this session's database (one per database, src/launcher.rs).
+    let n = crate::launcher::scheduler_procno(unsafe { pg_sys::MyDatabaseId })
+        .unwrap_or_else(|| WORKER_PROC.get().load(Ordering::SeqCst));
     if n < 0 {
         return;
     }

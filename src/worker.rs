@@ -13,24 +13,11 @@ use crate::storage::schedules::{self, Due};
 use crate::storage::{self, queue, runs};
 use crate::sync::{self, Job, Mode, Opening, SourcesOut, Started, SyncRequest, Trigger, Txn};
 use crate::webhook;
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, PgTryBuilder};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
-
-pub fn init() {
-    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        return;
-    }
-    BackgroundWorkerBuilder::new("notion_sync scheduler")
-        .set_type("notion_sync scheduler")
-        .set_function("notion_sync_worker_main")
-        .set_library("notion_sync")
-        .enable_spi_access()
-        .set_restart_time(Some(Duration::from_secs(5)))
-        .load();
-}
 
 fn shutdown_requested() -> bool {
     unsafe { std::ptr::addr_of!(pg_sys::ShutdownRequestPending).read_volatile() != 0 }
@@ -74,10 +61,11 @@ fn tx<R>(f: impl FnOnce() -> R) -> R {
 
 #[pg_guard]
 #[no_mangle]
-pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn notion_sync_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let dbname = gucs::database();
-    BackgroundWorker::connect_worker_to_spi(Some(&dbname), None);
+    // Started by the launcher for one database (its oid in `arg`); exits 0 there and then when the
+    // database has no extension.
+    let dbname = crate::launcher::start_scheduler(arg);
     crate::shmem::register_worker();
     tx(storage::pin_search_path).unwrap_or_else(|e| warning!("notion_sync worker: {e}"));
     log!("notion_sync worker: started for database {dbname:?}");
@@ -96,6 +84,7 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
             break;
         }
         reload_config();
+        crate::launcher::check_extension();
         let wait = match w.tick() {
             Busy::Working => Duration::ZERO,
             Busy::Waiting => Duration::from_millis(1),
@@ -106,8 +95,8 @@ pub extern "C-unwind" fn notion_sync_worker_main(_arg: pg_sys::Datum) {
         }
     }
     log!("notion_sync worker: stopping on SIGTERM");
-    // Exit code 1: the postmaster restarts the worker after its restart time unless the cluster
-    // is shutting down (worker_enabled = off is the way to pause it).
+    // Exit code 1: the launcher starts the worker again after 5 s unless the cluster is shutting
+    // down (worker_enabled = off is the way to pause it).
     unsafe { pg_sys::proc_exit(1) };
 }
 
@@ -192,6 +181,9 @@ impl Worker {
                 i += 1;
             }
         }
+        let load = pool::load();
+        let running = (self.jobs.len() + self.starting.len()) as i32;
+        crate::launcher::report(running, load.in_flight as i32, load.waiting as i32);
         if working {
             Busy::Working
         } else if self.jobs.is_empty() && self.starting.is_empty() {

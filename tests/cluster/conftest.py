@@ -42,6 +42,10 @@ def wcluster(fake):
         "notion_sync.max_retries": 2, "notion_sync.content_depth": 0})
     with psycopg.connect(c.dsn, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION notion_sync CASCADE")
+        # The launcher probes a database without the extension every notion_sync.launcher_naptime
+        # (10 s): the scheduler may have found none at startup and come back only that much later.
+        assert wait_for(lambda: conn.execute("SELECT 1 FROM notion_sync.schedulers WHERE database = 'postgres'"
+                                             " AND state = 'running'").fetchone(), 30)
     yield c
     c.stop()
 
