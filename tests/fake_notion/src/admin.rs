@@ -81,7 +81,10 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
                 })
                 .collect();
             ok(
-                json!({"databases": dbs, "tokens": st.tokens.keys().collect::<Vec<_>>(), "pages": st.pages.len(), "blocks": st.blocks.len()}),
+                json!({"databases": dbs, "tokens": st.tokens.keys().collect::<Vec<_>>(), "pages": st.pages.len(),
+                    "standalone_pages": st.wiki.len(),
+                    "live_standalone_pages": st.wiki.values().filter(|w| !w.in_trash).count(),
+                    "blocks": st.blocks.len()}),
             )
         }
         ("POST", ["data_sources", ds, "pages"]) => {
@@ -96,9 +99,30 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
         }
         ("POST", ["data_sources", ds, "generate"]) => generate(fake, &norm_id(ds), &body),
         ("POST", ["data_sources", ds, "schema"]) => schema_change(fake, &norm_id(ds), &body),
+        ("POST", ["pages"]) => {
+            let mut st = fake.store.lock().unwrap();
+            match st.create_wiki_page(&body, None, true) {
+                Ok(id) => {
+                    let w = st.wiki[&id].clone();
+                    ok(st.wiki_json(&w, "2025-09-03"))
+                }
+                Err(e) => bad(&e),
+            }
+        }
         ("PATCH", ["pages", id]) => {
             let id = norm_id(id);
             let mut st = fake.store.lock().unwrap();
+            if st.wiki.contains_key(&id) {
+                return patch_wiki(&mut st, &id, &body);
+            }
+            if body.get("move_to").is_some_and(|m| m.is_object()) {
+                return bad("a database page moves to another data source (`move_to`: its id), not under a page");
+            }
+            if body.get("title").is_some() {
+                return bad(
+                    "`title` is for standalone pages; a database page's title is in `properties`",
+                );
+            }
             if !st.pages.contains_key(&id) {
                 return Response::json(404, &json!({"error": "no such page"}));
             }
@@ -221,6 +245,78 @@ pub fn handle(fake: &Fake, req: &Request) -> Response {
             &json!({"error": format!("no admin route {} {}", req.method, req.path)}),
         ),
     }
+}
+
+/// `PATCH /admin/pages/{id}` of a standalone page: `{title?, properties?: {"title": …}, children?,
+/// in_trash?, last_edited_time?, move_to?: {"page_id": P} | {"workspace": true} | P, cover?, icon?}`.
+/// Bumps this page's `last_edited_time` (to now unless given), not its parent's.
+fn patch_wiki(st: &mut Store, id: &str, body: &Value) -> Response {
+    let mut title = body.get("title").cloned();
+    if let Some(props) = body.get("properties").and_then(|p| p.as_object()) {
+        for (k, v) in props {
+            if k != "title" {
+                return bad(&format!("{k} is not a property that exists."));
+            }
+            title = Some(v.clone());
+        }
+    }
+    if let Some(t) = &title {
+        if !(t.is_string() || t.is_array()) {
+            return bad("title should be a string or an array of rich text items");
+        }
+    }
+    let new_parent = match body.get("move_to") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(Some(norm_id(p))),
+        Some(m) if m.get("workspace").and_then(|w| w.as_bool()) == Some(true) => Some(None),
+        Some(m) => match m.get("page_id").and_then(|p| p.as_str()) {
+            Some(p) => Some(Some(norm_id(p))),
+            None => return bad("move_to should be {\"page_id\": P} or {\"workspace\": true}"),
+        },
+    };
+    if let Some(Some(p)) = &new_parent {
+        if !st.page_exists(p) {
+            return bad(&format!("no page {p}"));
+        }
+        if p == id || st.ancestors(p).is_some_and(|a| a.iter().any(|x| x == id)) {
+            return bad("a page cannot move under itself or one of its sub-pages");
+        }
+    }
+    if let Some(children) = body.get("children").and_then(|c| c.as_array()) {
+        let parent = json!({"type":"page_id","page_id":id});
+        let ids = st.create_blocks(&parent, children, store::now_ms());
+        st.wiki.get_mut(id).unwrap().children = ids;
+    }
+    let edited = body
+        .get("last_edited_time")
+        .and_then(|t| t.as_str())
+        .and_then(parse_time)
+        .unwrap_or_else(store::now_ms);
+    let w = st.wiki.get_mut(id).unwrap();
+    if let Some(t) = &title {
+        w.title = store::rich_texts(t);
+    }
+    if let Some(t) = body.get("in_trash").and_then(|t| t.as_bool()) {
+        w.in_trash = t;
+    }
+    if let Some(p) = new_parent {
+        w.parent_page_id = p;
+    }
+    w.edited_ms = edited;
+    for key in ["cover", "icon"] {
+        if let Some(v) = body.get(key) {
+            let value = store::media_value(v, &format!("{id}:{key}"));
+            let w = st.wiki.get_mut(id).unwrap();
+            if key == "cover" {
+                w.cover = value;
+            } else {
+                w.icon = value;
+            }
+        }
+    }
+    st.version += 1;
+    let w = st.wiki[id].clone();
+    ok(st.wiki_json(&w, "2025-09-03"))
 }
 
 /// Bulk pages for benchmarks: `{"count":N, "prefix":"Page", "properties":{...}, "created_time":iso,
@@ -369,7 +465,14 @@ fn webhook(fake: &Fake, body: &Value) -> Response {
         }
         _ => json!({"id": store::workspace_id(), "type": "space"}),
     };
-    let (entity_type, parent) = if let Some(p) = st.pages.get(&entity) {
+    let (entity_type, parent) = if let Some(w) = st.wiki.get(&entity) {
+        // A standalone page: its parent page, or the workspace (as for databases).
+        let parent = match &w.parent_page_id {
+            Some(p) => json!({"id": p, "type": "page"}),
+            None => json!({"id": store::workspace_id(), "type": "space"}),
+        };
+        ("page", parent)
+    } else if let Some(p) = st.pages.get(&entity) {
         let ds = &st.data_sources[&p.data_source_id];
         let parent = match parent_type {
             Some("data_source") => json!({"id": ds.id, "type": "data_source"}),

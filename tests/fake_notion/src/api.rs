@@ -427,6 +427,14 @@ impl Fake {
             ("GET", ["v1", "pages", id]) => {
                 let st = self.store.lock().unwrap();
                 let id = norm_id(id);
+                if let Some(w) = st.wiki.get(&id) {
+                    if !st.can_read_page(token, &id) {
+                        return not_found("page", &id);
+                    }
+                    let mut v = st.wiki_json(w, version);
+                    v["request_id"] = json!(request_id());
+                    return Response::json(200, &v);
+                }
                 match st.pages.get(&id) {
                     Some(p) if st.can_read_ds(token, &p.data_source_id) => {
                         let only = req.query.get("filter_properties").map(|v| v.as_slice());
@@ -541,18 +549,35 @@ impl Fake {
 
     fn property_item(&self, req: &Request, token: &str, page_id: &str, pid: &str) -> Response {
         let st = self.store.lock().unwrap();
-        let Some(p) = st
-            .pages
-            .get(page_id)
-            .filter(|p| st.can_read_ds(token, &p.data_source_id))
-        else {
-            return not_found("page", page_id);
+        // A standalone page has one property, `title`.
+        let (sp, mut full) = if let Some(w) = st.wiki.get(page_id) {
+            if !st.can_read_page(token, page_id) {
+                return not_found("page", page_id);
+            }
+            if !store::percent_eq("title", pid) {
+                return not_found("property", &percent_decode(pid));
+            }
+            let sp = store::SchemaProp {
+                id: "title".into(),
+                name: "title".into(),
+                kind: "title".into(),
+                config: json!({}),
+            };
+            (sp, w.title.clone())
+        } else {
+            let Some(p) = st
+                .pages
+                .get(page_id)
+                .filter(|p| st.can_read_ds(token, &p.data_source_id))
+            else {
+                return not_found("page", page_id);
+            };
+            let ds = &st.data_sources[&p.data_source_id];
+            let Some(sp) = ds.schema.iter().find(|s| store::percent_eq(&s.id, pid)) else {
+                return not_found("property", &percent_decode(pid));
+            };
+            (sp.clone(), st.value_json(p, sp))
         };
-        let ds = &st.data_sources[&p.data_source_id];
-        let Some(sp) = ds.schema.iter().find(|s| store::percent_eq(&s.id, pid)) else {
-            return not_found("property", &percent_decode(pid));
-        };
-        let mut full = st.value_json(p, sp);
         store::sign_files(&mut full, &st.render);
         if sp.kind == "rollup" {
             // Recorded (ultimate-notion property-item-rollup): a list whose value is in
@@ -625,11 +650,22 @@ impl Fake {
 
     fn children(&self, req: &Request, token: &str, version: &str, id: &str) -> Response {
         let st = self.store.lock().unwrap();
+        // A page's own blocks, then a `child_page` block per standalone sub-page (not in trash).
+        let page_kids = |own: &[String]| {
+            let mut kids = own.to_vec();
+            kids.extend(st.sub_pages(id).iter().map(|w| w.id.clone()));
+            kids
+        };
         let kids = if let Some(p) = st.pages.get(id) {
             if !st.can_read_ds(token, &p.data_source_id) {
                 return not_found("block", id);
             }
-            p.children.clone()
+            page_kids(&p.children)
+        } else if let Some(w) = st.wiki.get(id) {
+            if !st.can_read_page(token, id) {
+                return not_found("block", id);
+            }
+            page_kids(&w.children)
         } else if let Some(b) = st.blocks.get(id) {
             b.children.clone()
         } else {
@@ -656,7 +692,10 @@ impl Fake {
         let end = (offset + size).min(kids.len());
         let results: Vec<Value> = kids[offset.min(end)..end]
             .iter()
-            .map(|k| st.block_json(&st.blocks[k], version))
+            .map(|k| match st.blocks.get(k) {
+                Some(b) => st.block_json(b, version),
+                None => st.child_page_json(&st.wiki[k], version),
+            })
             .collect();
         let has_more = end < kids.len();
         Response::json(
@@ -693,6 +732,17 @@ impl Fake {
                 return error(400, "validation_error", &format!("body failed validation: body.filter.value should be `\"page\"` or `\"{container}\"`, instead was `\"{w}\"`."));
             }
         }
+        let sort = body.get("sort").filter(|s| !s.is_null());
+        if let Some(s) = sort {
+            let ts = s.get("timestamp").and_then(|t| t.as_str());
+            let dir = s.get("direction").and_then(|d| d.as_str());
+            if ts != Some("last_edited_time") {
+                return error(400, "validation_error", &format!("body failed validation: body.sort.timestamp should be `\"last_edited_time\"`, instead was `{}`.", s.get("timestamp").unwrap_or(&Value::Null)));
+            }
+            if !matches!(dir, Some("ascending") | Some("descending")) {
+                return error(400, "validation_error", &format!("body failed validation: body.sort.direction should be `\"ascending\"` or `\"descending\"`, instead was `{}`.", s.get("direction").unwrap_or(&Value::Null)));
+            }
+        }
         let st = self.store.lock().unwrap();
         let mut hits: Vec<(i64, Value)> = vec![];
         if want != Some("page") {
@@ -722,6 +772,16 @@ impl Fake {
                     && st.page_title(p).to_lowercase().contains(&q)
                 {
                     hits.push((p.edited_ms, st.page_json(p, version, None, false)));
+                }
+            }
+            // Standalone pages; trashed ones are left out, as trashed database pages are.
+            for id in &st.wiki_order {
+                let w = &st.wiki[id];
+                if !w.in_trash
+                    && st.can_read_page(token, id)
+                    && store::plain_text(&w.title).to_lowercase().contains(&q)
+                {
+                    hits.push((w.edited_ms, st.wiki_json(w, version)));
                 }
             }
         }

@@ -98,7 +98,7 @@ pub fn rich_text(s: &str) -> Value {
         "plain_text":s,"href":null})
 }
 
-fn rich_texts(v: &Value) -> Value {
+pub fn rich_texts(v: &Value) -> Value {
     match v {
         Value::String(s) => json!([rich_text(s)]),
         Value::Array(items) => Value::Array(
@@ -237,7 +237,7 @@ pub fn sign_files(v: &mut Value, render: &Render) {
 
 /// Seed shorthand for a page `cover`/`icon`: a URL (external), `{"hosted": "name.png"}` (a
 /// Notion-hosted file), a short string or `{"emoji": "…"}` (icon emoji), or a full object verbatim.
-fn media_value(v: &Value, owner: &str) -> Value {
+pub fn media_value(v: &Value, owner: &str) -> Value {
     match v {
         Value::String(s) if s.starts_with("http://") || s.starts_with("https://") => {
             json!({"type":"external","external":{"url":s}})
@@ -349,6 +349,26 @@ pub struct Page {
     pub icon: Value,
 }
 
+/// A page outside any database (a wiki/document page): its parent is the workspace or a page (a
+/// standalone page or a database page), and its only property is `title`.
+#[derive(Clone)]
+pub struct WikiPage {
+    pub id: String,
+    /// None: a top-level page (`{"type":"workspace","workspace":true}`).
+    pub parent_page_id: Option<String>,
+    /// The title as rich text items.
+    pub title: Value,
+    pub created_ms: i64,
+    pub edited_ms: i64,
+    pub in_trash: bool,
+    pub created_by: String,
+    pub edited_by: String,
+    /// Its own blocks (sub-pages are not blocks here: they are rendered as `child_page` after them).
+    pub children: Vec<String>,
+    pub cover: Value,
+    pub icon: Value,
+}
+
 #[derive(Clone)]
 pub struct Block {
     pub id: String,
@@ -373,6 +393,9 @@ pub struct Store {
     /// Page ids per data source in creation order.
     pub ds_pages: HashMap<String, Vec<String>>,
     pub blocks: HashMap<String, Block>,
+    /// Standalone (wiki) pages, and their ids in creation order.
+    pub wiki: HashMap<String, WikiPage>,
+    pub wiki_order: Vec<String>,
     pub seq: u64,
     /// Bumped on every change; query result lists are cached per version.
     pub version: u64,
@@ -538,7 +561,233 @@ impl Store {
             st.database_order.push(id.clone());
             st.databases.insert(id, database);
         }
+        // Standalone pages after the databases, so that a parent may be a database page; parents may
+        // come later in the list than their sub-pages.
+        for (i, p) in seed
+            .get("pages")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            st.create_wiki_page(p, Some(i), false)?;
+        }
+        for w in st.wiki.values() {
+            if let Some(parent) = &w.parent_page_id {
+                if !st.page_exists(parent) {
+                    return Err(format!(
+                        "page {}: parent_page_id {parent} is not a page of the workspace",
+                        w.id
+                    ));
+                }
+            }
+        }
+        for id in &st.wiki_order {
+            if st.ancestors(id).is_none() {
+                return Err(format!("page {id}: its parent_page_id chain is a cycle"));
+            }
+        }
         Ok(st)
+    }
+
+    /// A standalone page from the seed/admin shape: `{id?, title, parent_page_id?, created_time?,
+    /// last_edited_time?, in_trash?, created_by?, children?, icon?, cover?}`. `index`: its place in
+    /// the seed (for a stable id); `check_parent`: the parent must exist already (admin).
+    pub fn create_wiki_page(
+        &mut self,
+        p: &Value,
+        index: Option<usize>,
+        check_parent: bool,
+    ) -> Result<String, String> {
+        if !p.is_object() {
+            return Err("a page must be an object".into());
+        }
+        let title = match p.get("title") {
+            None | Some(Value::Null) => json!([]),
+            Some(t @ (Value::String(_) | Value::Array(_))) => rich_texts(t),
+            Some(other) => return Err(format!("page title should be a string, not {other}")),
+        };
+        let parent_page_id = match p.get("parent_page_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(norm_id(s)),
+            Some(other) => return Err(format!("parent_page_id should be a page id, not {other}")),
+        };
+        if check_parent {
+            if let Some(parent) = &parent_page_id {
+                if !self.page_exists(parent) {
+                    return Err(format!("no page {parent}"));
+                }
+            }
+        }
+        self.seq += 1;
+        self.version += 1;
+        let seq = self.seq;
+        let now = now_ms();
+        let id = match (p.get("id").and_then(|v| v.as_str()), index) {
+            (Some(id), _) => norm_id(id),
+            (None, Some(i)) => uuid_from(&format!("wiki:{i}:{}", plain_text(&title))),
+            (None, None) => uuid_from(&format!("wiki:{seq}:{now}")),
+        };
+        if self.page_exists(&id) || self.blocks.contains_key(&id) {
+            return Err(format!("page {id} exists already"));
+        }
+        if parent_page_id.as_deref() == Some(id.as_str()) {
+            return Err(format!("page {id} cannot be its own parent"));
+        }
+        let created = p
+            .get("created_time")
+            .and_then(|v| v.as_str())
+            .and_then(parse_time)
+            .unwrap_or(now);
+        let edited = p
+            .get("last_edited_time")
+            .and_then(|v| v.as_str())
+            .and_then(parse_time)
+            .unwrap_or(created);
+        let author = p
+            .get("created_by")
+            .and_then(|v| v.as_str())
+            .map(norm_id)
+            .unwrap_or_else(|| self.bot_id.clone());
+        let children = match p.get("children").and_then(|v| v.as_array()) {
+            Some(kids) => {
+                let parent = json!({"type":"page_id","page_id":id});
+                self.create_blocks(&parent, kids, created)
+            }
+            None => vec![],
+        };
+        let media = |key: &str| {
+            p.get(key)
+                .map(|c| media_value(c, &format!("{id}:{key}")))
+                .unwrap_or(Value::Null)
+        };
+        let page = WikiPage {
+            id: id.clone(),
+            parent_page_id,
+            title,
+            created_ms: created,
+            edited_ms: edited,
+            in_trash: p.get("in_trash").and_then(|v| v.as_bool()).unwrap_or(false),
+            created_by: author.clone(),
+            edited_by: author,
+            children,
+            cover: media("cover"),
+            icon: media("icon"),
+        };
+        self.wiki.insert(id.clone(), page);
+        self.wiki_order.push(id.clone());
+        Ok(id)
+    }
+
+    /// A database page or a standalone page.
+    pub fn page_exists(&self, id: &str) -> bool {
+        self.pages.contains_key(id) || self.wiki.contains_key(id)
+    }
+
+    /// The parent page ids of a standalone page, nearest first (None: a cycle).
+    pub fn ancestors(&self, id: &str) -> Option<Vec<String>> {
+        let mut out: Vec<String> = vec![];
+        let mut cur = self.wiki.get(id)?.parent_page_id.clone();
+        while let Some(p) = cur {
+            if p == id || out.contains(&p) {
+                return None;
+            }
+            cur = self.wiki.get(&p).and_then(|w| w.parent_page_id.clone());
+            out.push(p);
+        }
+        Some(out)
+    }
+
+    /// Standalone sub-pages of a page (standalone or database page), not in trash, in creation order.
+    pub fn sub_pages(&self, parent: &str) -> Vec<&WikiPage> {
+        self.wiki_order
+            .iter()
+            .map(|id| &self.wiki[id])
+            .filter(|w| !w.in_trash && w.parent_page_id.as_deref() == Some(parent))
+            .collect()
+    }
+
+    /// Whether `token` may read the page `id` (either kind). A standalone page is seen by a token
+    /// that sees `*`, that lists the page or one of its ancestors, or that sees the database of a
+    /// database page it is under.
+    pub fn can_read_page(&self, token: &str, id: &str) -> bool {
+        if let Some(p) = self.pages.get(id) {
+            return self.can_read_ds(token, &p.data_source_id);
+        }
+        if !self.wiki.contains_key(id) {
+            return false;
+        }
+        let Some(list) = self.tokens.get(token) else {
+            return false;
+        };
+        if list.iter().any(|d| d == "*" || d == id) {
+            return true;
+        }
+        self.ancestors(id).unwrap_or_default().iter().any(|a| {
+            list.contains(a)
+                || self
+                    .pages
+                    .get(a)
+                    .is_some_and(|p| self.can_read_ds(token, &p.data_source_id))
+        })
+    }
+
+    pub fn wiki_parent(w: &WikiPage) -> Value {
+        match &w.parent_page_id {
+            Some(p) => json!({"type":"page_id","page_id":p}),
+            None => json!({"type":"workspace","workspace":true}),
+        }
+    }
+
+    /// A standalone page object: `parent` a page or the workspace, `title` its only property.
+    pub fn wiki_json(&self, w: &WikiPage, version: &str) -> Value {
+        let mut o = json!({
+            "object":"page","id":w.id,
+            "created_time": iso(round_minute(w.created_ms)),
+            "last_edited_time": iso(round_minute(w.edited_ms)),
+            "created_by":{"object":"user","id":w.created_by},
+            "last_edited_by":{"object":"user","id":w.edited_by},
+            "cover":w.cover,"icon":w.icon,"parent":Self::wiki_parent(w),
+        });
+        if version != "2026-03-11" {
+            o["archived"] = json!(w.in_trash);
+        }
+        o["in_trash"] = json!(w.in_trash);
+        if version != "2022-06-28" {
+            o["is_archived"] = json!(false);
+            o["is_locked"] = json!(false);
+        }
+        o["properties"] = json!({"title":{"id":"title","type":"title","title":w.title}});
+        let slug: String = plain_text(&w.title)
+            .chars()
+            .map(|c| if c.is_alphanumeric() { c } else { '-' })
+            .collect();
+        o["url"] = json!(format!(
+            "https://www.notion.so/{}-{}",
+            slug,
+            w.id.replace('-', "")
+        ));
+        o["public_url"] = Value::Null;
+        sign_files(&mut o, &self.render);
+        o
+    }
+
+    /// The `child_page` block a sub-page is in its parent's children, keys in the recorded order
+    /// (ultimate-notion block-children recording): the block id is the page id.
+    pub fn child_page_json(&self, w: &WikiPage, version: &str) -> Value {
+        let mut o = json!({
+            "object":"block","id":w.id,"parent":Self::wiki_parent(w),
+            "created_time": iso(round_minute(w.created_ms)),
+            "last_edited_time": iso(round_minute(w.edited_ms)),
+            "created_by":{"object":"user","id":w.created_by},
+            "last_edited_by":{"object":"user","id":w.edited_by},
+            "has_children":true,"in_trash":false,
+            "type":"child_page","child_page":{"title":plain_text(&w.title)},
+        });
+        if version != "2026-03-11" {
+            o["archived"] = json!(false);
+        }
+        o
     }
 
     pub fn user_json(&self, id: &str) -> Value {

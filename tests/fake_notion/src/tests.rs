@@ -77,11 +77,23 @@ fn spawn() -> String {
 
 /// One request on its own connection: (status, JSON body).
 fn call(addr: &str, method: &str, path: &str, version: &str, body: Option<Value>) -> (u16, Value) {
+    call_as(addr, TOKEN, method, path, version, body)
+}
+
+/// `call` with another token.
+fn call_as(
+    addr: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    version: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
          Notion-Version: {version}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{payload}",
         payload.len()
@@ -744,4 +756,712 @@ fn existing_seed_shorthand_still_renders_as_before() {
         page["properties"]["Name"]["title"][0]["plain_text"],
         "Aria Stormwind"
     );
+}
+
+// ---- Standalone (wiki) pages: tests/workspace/wiki.json ----
+
+const HANDBOOK: &str = "b0000000-0000-4000-8000-000000000001";
+const ONBOARDING: &str = "b0000000-0000-4000-8000-000000000002";
+const FIRST_WEEK: &str = "b0000000-0000-4000-8000-000000000003";
+const POLICIES: &str = "b0000000-0000-4000-8000-000000000004";
+const SCRATCH: &str = "b0000000-0000-4000-8000-000000000005";
+
+fn wiki_seed() -> Value {
+    serde_json::from_str(include_str!("../../workspace/wiki.json")).unwrap()
+}
+
+fn spawn_wiki() -> String {
+    spawn_with(wiki_seed(), Settings::default())
+}
+
+fn wiki_get(addr: &str, token: &str, path: &str) -> (u16, Value) {
+    call_as(addr, token, "GET", path, "2025-09-03", None)
+}
+
+fn search_as(addr: &str, token: &str, body: Value) -> Value {
+    let (status, v) = call_as(addr, token, "POST", "/v1/search", "2025-09-03", Some(body));
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn titles(list: &Value) -> Vec<String> {
+    list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| match r["type"].as_str() {
+            Some("child_page") => r["child_page"]["title"].as_str().unwrap().to_string(),
+            Some(t) => format!("<{t}>"),
+            None => store::plain_text(&r["properties"]["title"]["title"]),
+        })
+        .collect()
+}
+
+#[test]
+fn standalone_pages_are_retrieved_with_their_page_or_workspace_parent() {
+    let addr = spawn_wiki();
+    let (status, v) = wiki_get(&addr, "ntn_wiki", &format!("/v1/pages/{HANDBOOK}"));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        keys(&v),
+        [
+            "archived",
+            "cover",
+            "created_by",
+            "created_time",
+            "icon",
+            "id",
+            "in_trash",
+            "is_archived",
+            "is_locked",
+            "last_edited_by",
+            "last_edited_time",
+            "object",
+            "parent",
+            "properties",
+            "public_url",
+            "request_id",
+            "url"
+        ]
+    );
+    assert_eq!(v["object"], "page");
+    assert_eq!(v["id"], HANDBOOK);
+    assert_eq!(v["parent"], json!({"type": "workspace", "workspace": true}));
+    assert_eq!(v["created_time"], "2026-03-02T09:00:00.000Z");
+    assert_eq!(v["last_edited_time"], "2026-03-05T16:20:00.000Z");
+    assert_eq!(
+        v["created_by"],
+        json!({"object": "user", "id": "6f1c2a4e-0000-4000-8000-00000000a001"})
+    );
+    assert_eq!(v["icon"], json!({"type": "emoji", "emoji": "📘"}));
+    assert_eq!(v["cover"], Value::Null);
+    assert_eq!(v["in_trash"], false);
+    assert_eq!(v["archived"], false);
+    assert_eq!(v["is_locked"], false);
+    assert_eq!(v["public_url"], Value::Null);
+    assert_eq!(
+        v["properties"],
+        json!({"title": {"id": "title", "type": "title", "title": [store::rich_text("Handbook")]}})
+    );
+    assert_eq!(
+        v["url"],
+        "https://www.notion.so/Handbook-b0000000000040008000000000000001"
+    );
+    // A sub-page names its parent page; dashes are optional in the id.
+    let (_, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        &format!("/v1/pages/{}", FIRST_WEEK.replace('-', "")),
+    );
+    assert_eq!(
+        v["parent"],
+        json!({"type": "page_id", "page_id": ONBOARDING})
+    );
+    // 2026-03-11 drops `archived`; 2022-06-28 has no is_archived/is_locked.
+    let (_, v) = call_as(
+        &addr,
+        "ntn_wiki",
+        "GET",
+        &format!("/v1/pages/{ONBOARDING}"),
+        "2026-03-11",
+        None,
+    );
+    assert!(v.get("archived").is_none());
+    assert_eq!(v["parent"], json!({"type": "page_id", "page_id": HANDBOOK}));
+    let (_, v) = call_as(
+        &addr,
+        "ntn_wiki",
+        "GET",
+        &format!("/v1/pages/{ONBOARDING}"),
+        "2022-06-28",
+        None,
+    );
+    assert_eq!(v["archived"], false);
+    assert!(v.get("is_locked").is_none());
+    // The title through the property-item endpoint, paginated like any title.
+    let (status, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        &format!("/v1/pages/{POLICIES}/properties/title"),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["results"][0]["title"]["plain_text"], "Policies");
+    // Unknown pages and unknown tokens' pages: 404 object_not_found.
+    let (status, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        "/v1/pages/b0000000-0000-4000-8000-0000000000ff",
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("object_not_found"))
+    );
+}
+
+#[test]
+fn times_are_rounded_and_trashed_pages_still_retrieved() {
+    let addr = spawn_wiki();
+    let created = admin_call(
+        &addr,
+        "POST",
+        "pages",
+        json!({"title": "Draft", "parent_page_id": SCRATCH, "created_time": "2026-04-01T10:11:12.345Z",
+               "last_edited_time": "2026-04-01T10:12:59.999Z", "in_trash": true}),
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, v) = wiki_get(&addr, "ntn_wiki", &format!("/v1/pages/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(v["created_time"], "2026-04-01T10:11:00.000Z");
+    assert_eq!(v["last_edited_time"], "2026-04-01T10:12:00.000Z");
+    assert_eq!(
+        (v["in_trash"].clone(), v["archived"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(v["parent"], json!({"type": "page_id", "page_id": SCRATCH}));
+}
+
+#[test]
+fn a_pages_children_are_its_blocks_then_a_child_page_per_sub_page() {
+    let addr = spawn_wiki();
+    let (status, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        &format!("/v1/blocks/{HANDBOOK}/children"),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        titles(&v),
+        ["<paragraph>", "<paragraph>", "Onboarding", "Policies"]
+    );
+    assert_eq!(
+        v["results"][0]["paragraph"]["rich_text"][0]["plain_text"],
+        "Welcome to the company handbook."
+    );
+    assert_eq!(
+        v["results"][0]["parent"],
+        json!({"type": "page_id", "page_id": HANDBOOK})
+    );
+    // The child_page block, as recorded (ultimate-notion block-children): the id is the page's.
+    assert_eq!(
+        v["results"][2],
+        json!({"object": "block", "id": ONBOARDING,
+               "parent": {"type": "page_id", "page_id": HANDBOOK},
+               "created_time": "2026-03-02T09:10:00.000Z", "last_edited_time": "2026-03-04T11:00:00.000Z",
+               "created_by": {"object": "user", "id": store::uuid_from("bot")},
+               "last_edited_by": {"object": "user", "id": store::uuid_from("bot")},
+               "has_children": true, "in_trash": false,
+               "type": "child_page", "child_page": {"title": "Onboarding"}, "archived": false})
+    );
+    assert_eq!(
+        (v["has_more"].clone(), v["next_cursor"].clone()),
+        (json!(false), Value::Null)
+    );
+    // Recursion: the block id is the page id.
+    let (_, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        &format!("/v1/blocks/{ONBOARDING}/children"),
+    );
+    assert_eq!(
+        titles(&v),
+        [
+            "<heading_2>",
+            "<bulleted_list_item>",
+            "<bulleted_list_item>",
+            "First week"
+        ]
+    );
+    assert_eq!(
+        v["results"][3]["parent"],
+        json!({"type": "page_id", "page_id": ONBOARDING})
+    );
+    let (_, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        &format!("/v1/blocks/{FIRST_WEEK}/children"),
+    );
+    assert_eq!(titles(&v), ["<to_do>", "<to_do>"]);
+    assert_eq!(v["results"][0]["to_do"]["checked"], true);
+    // 2026-03-11: no `archived` on child_page blocks either.
+    let (_, v) = call_as(
+        &addr,
+        "ntn_wiki",
+        "GET",
+        &format!("/v1/blocks/{HANDBOOK}/children"),
+        "2026-03-11",
+        None,
+    );
+    assert!(v["results"][3].get("archived").is_none());
+    // Pagination over blocks and sub-pages together: the cursor is the next block's (page's) id.
+    let (_, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        &format!("/v1/blocks/{HANDBOOK}/children?page_size=3"),
+    );
+    assert_eq!(titles(&v), ["<paragraph>", "<paragraph>", "Onboarding"]);
+    assert_eq!(
+        (v["has_more"].clone(), v["next_cursor"].clone()),
+        (json!(true), json!(POLICIES))
+    );
+    let (_, v) = wiki_get(
+        &addr,
+        "ntn_wiki",
+        &format!("/v1/blocks/{HANDBOOK}/children?page_size=3&start_cursor={POLICIES}"),
+    );
+    assert_eq!(ids(&v), [POLICIES]);
+    assert_eq!(v["has_more"], false);
+}
+
+#[test]
+fn database_pages_list_their_standalone_sub_pages_too() {
+    let mut seed = seed();
+    let sub = "b1000000-0000-4000-8000-000000000001";
+    seed["pages"] = json!([
+        {"id": sub, "title": "Meeting notes", "parent_page_id": PAGE},
+        {"id": "b1000000-0000-4000-8000-000000000002", "title": "Agenda", "parent_page_id": sub}
+    ]);
+    let addr = spawn_with(seed, Settings::default());
+    let v = get(&addr, &format!("/v1/blocks/{PAGE}/children"));
+    assert_eq!(titles(&v), ["<image>", "<pdf>", "<image>", "Meeting notes"]);
+    assert_eq!(
+        v["results"][3]["parent"],
+        json!({"type": "page_id", "page_id": PAGE})
+    );
+    let v = get(&addr, &format!("/v1/blocks/{sub}/children"));
+    assert_eq!(titles(&v), ["Agenda"]);
+    let v = get(&addr, &format!("/v1/pages/{sub}"));
+    assert_eq!(v["parent"], json!({"type": "page_id", "page_id": PAGE}));
+    // A token that sees the database sees the pages under its pages.
+    let mut seed2 = seed_with_db_token();
+    seed2["pages"] = json!([{"id": sub, "title": "Meeting notes", "parent_page_id": PAGE}]);
+    let addr = spawn_with(seed2, Settings::default());
+    let (status, _) = wiki_get(&addr, "ntn_db", &format!("/v1/pages/{sub}"));
+    assert_eq!(status, 200);
+    let (status, _) = wiki_get(&addr, "ntn_other", &format!("/v1/pages/{sub}"));
+    assert_eq!(status, 404);
+}
+
+fn seed_with_db_token() -> Value {
+    let mut s = seed();
+    s["tokens"] = json!({TOKEN: ["*"], "ntn_db": [DB], "ntn_other": ["a1b2c3d4-0000-4000-8000-0000000000ff"]});
+    s
+}
+
+#[test]
+fn a_token_sees_a_page_tree_through_its_root() {
+    let addr = spawn_wiki();
+    let t = "ntn_wiki_handbook";
+    for id in [HANDBOOK, ONBOARDING, FIRST_WEEK, POLICIES] {
+        let (status, v) = wiki_get(&addr, t, &format!("/v1/pages/{id}"));
+        assert_eq!(status, 200, "{id}: {v}");
+        let (status, _) = wiki_get(&addr, t, &format!("/v1/blocks/{id}/children"));
+        assert_eq!(status, 200);
+    }
+    let (status, v) = wiki_get(&addr, t, &format!("/v1/pages/{SCRATCH}"));
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("object_not_found"))
+    );
+    let (status, _) = wiki_get(&addr, t, &format!("/v1/blocks/{SCRATCH}/children"));
+    assert_eq!(status, 404);
+    let (status, _) = wiki_get(&addr, t, &format!("/v1/pages/{SCRATCH}/properties/title"));
+    assert_eq!(status, 404);
+    let v = search_as(
+        &addr,
+        t,
+        json!({"filter": {"property": "object", "value": "page"}}),
+    );
+    let mut got = ids(&v);
+    got.sort();
+    assert_eq!(got, [HANDBOOK, ONBOARDING, FIRST_WEEK, POLICIES]);
+    // A page created under the tree is seen; one moved out of it is not any more.
+    let created = admin_call(
+        &addr,
+        "POST",
+        "pages",
+        json!({"title": "Benefits", "parent_page_id": POLICIES}),
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(wiki_get(&addr, t, &format!("/v1/pages/{id}")).0, 200);
+    admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{id}"),
+        json!({"move_to": {"page_id": SCRATCH}}),
+    );
+    assert_eq!(wiki_get(&addr, t, &format!("/v1/pages/{id}")).0, 404);
+    assert_eq!(
+        wiki_get(&addr, "ntn_wiki", &format!("/v1/pages/{id}")).0,
+        200
+    );
+}
+
+#[test]
+fn search_for_pages_sorts_by_last_edit_and_paginates() {
+    let addr = spawn_wiki();
+    let t = "ntn_wiki";
+    let filter = json!({"property": "object", "value": "page"});
+    let v = search_as(&addr, t, json!({"filter": filter}));
+    assert_eq!(
+        titles(&v),
+        [
+            "Scratch",
+            "Policies",
+            "Handbook",
+            "Onboarding",
+            "First week"
+        ],
+        "default: last edited first"
+    );
+    assert_eq!(v["type"], "page_or_data_source");
+    assert_eq!(
+        v["results"][0]["parent"],
+        json!({"type": "workspace", "workspace": true})
+    );
+    assert!(v["results"][0].get("request_id").is_none());
+    let v = search_as(
+        &addr,
+        t,
+        json!({"filter": filter, "sort": {"timestamp": "last_edited_time", "direction": "ascending"}}),
+    );
+    assert_eq!(
+        titles(&v),
+        [
+            "First week",
+            "Onboarding",
+            "Handbook",
+            "Policies",
+            "Scratch"
+        ]
+    );
+    // Pages of 2 with opaque cursors.
+    let mut seen = vec![];
+    let mut cursor = Value::Null;
+    let mut rounds = 0;
+    loop {
+        let mut body = json!({"filter": filter, "page_size": 2,
+                              "sort": {"timestamp": "last_edited_time", "direction": "descending"}});
+        if !cursor.is_null() {
+            body["start_cursor"] = cursor.clone();
+        }
+        let v = search_as(&addr, t, body);
+        rounds += 1;
+        assert!(v["results"].as_array().unwrap().len() <= 2);
+        seen.extend(titles(&v));
+        assert_eq!(v["has_more"], !v["next_cursor"].is_null());
+        if v["has_more"] == false {
+            break;
+        }
+        cursor = v["next_cursor"].clone();
+        assert!(cursor.as_str().unwrap().starts_with("s:"));
+    }
+    assert_eq!(rounds, 3);
+    assert_eq!(
+        seen,
+        [
+            "Scratch",
+            "Policies",
+            "Handbook",
+            "Onboarding",
+            "First week"
+        ]
+    );
+    // `query` against titles, case-insensitively.
+    let v = search_as(&addr, t, json!({"query": "HAND", "filter": filter}));
+    assert_eq!(titles(&v), ["Handbook"]);
+    let v = search_as(&addr, t, json!({"query": "week"}));
+    assert_eq!(titles(&v), ["First week"]);
+    // A data_source filter gives no page; Notion accepts only last_edited_time sorts.
+    let v = search_as(
+        &addr,
+        t,
+        json!({"filter": {"property": "object", "value": "data_source"}}),
+    );
+    assert_eq!(v["results"], json!([]));
+    let (status, v) = call_as(
+        &addr,
+        t,
+        "POST",
+        "/v1/search",
+        "2025-09-03",
+        Some(json!({"sort": {"timestamp": "created_time", "direction": "ascending"}})),
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (400, Some("validation_error"))
+    );
+}
+
+#[test]
+fn search_mixes_database_pages_standalone_pages_and_data_sources() {
+    let mut seed = seed();
+    seed["pages"] = json!([
+        {"id": "b1000000-0000-4000-8000-000000000001", "title": "Loose page",
+         "last_edited_time": "2026-01-01T00:00:00Z"},
+        {"id": "b1000000-0000-4000-8000-000000000002", "title": "Gone",
+         "in_trash": true}
+    ]);
+    let addr = spawn_with(seed, Settings::default());
+    let v = search_as(&addr, TOKEN, json!({}));
+    let objects: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    assert!(objects.contains(&"data_source"));
+    let mut got = ids(&search_as(
+        &addr,
+        TOKEN,
+        json!({"filter": {"property": "object", "value": "page"}}),
+    ));
+    got.sort();
+    assert_eq!(got, ["b1000000-0000-4000-8000-000000000001", PAGE]);
+    // Data source search as before: only the data source.
+    let v = search_as(
+        &addr,
+        TOKEN,
+        json!({"filter": {"property": "object", "value": "data_source"}}),
+    );
+    assert_eq!(ids(&v), [DS]);
+}
+
+#[test]
+fn admin_creates_and_edits_standalone_pages() {
+    let addr = spawn_wiki();
+    let t = "ntn_wiki";
+    let created = admin_call(
+        &addr,
+        "POST",
+        "pages",
+        json!({"title": "Travel", "parent_page_id": POLICIES, "icon": "✈️",
+               "created_time": "2026-03-08T08:00:00Z",
+               "children": [{"type": "paragraph", "text": "Book trains."}]}),
+    );
+    assert_eq!(created["object"], "page");
+    assert_eq!(
+        created["parent"],
+        json!({"type": "page_id", "page_id": POLICIES})
+    );
+    assert_eq!(created["last_edited_time"], "2026-03-08T08:00:00.000Z");
+    let travel = created["id"].as_str().unwrap().to_string();
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{POLICIES}/children"));
+    assert_eq!(titles(&v), ["<paragraph>", "Travel"]);
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{travel}/children"));
+    assert_eq!(titles(&v), ["<paragraph>"]);
+    // An explicit id; a parent that does not exist; an id taken.
+    let v = admin_call(
+        &addr,
+        "POST",
+        "pages",
+        json!({"id": "b2000000000040008000000000000001", "title": "Top"}),
+    );
+    assert_eq!(v["id"], "b2000000-0000-4000-8000-000000000001");
+    assert_eq!(v["parent"], json!({"type": "workspace", "workspace": true}));
+    let (status, _) = call(
+        &addr,
+        "POST",
+        "/admin/pages",
+        "",
+        Some(json!({"title": "Orphan", "parent_page_id": "b2000000-0000-4000-8000-0000000000ff"})),
+    );
+    assert_eq!(status, 400);
+    let (status, _) = call(
+        &addr,
+        "POST",
+        "/admin/pages",
+        "",
+        Some(json!({"id": HANDBOOK, "title": "Twice"})),
+    );
+    assert_eq!(status, 400);
+    // PATCH title: only this page's last_edited_time moves.
+    let before = wiki_get(&addr, t, &format!("/v1/pages/{POLICIES}")).1;
+    let v = admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{travel}"),
+        json!({"title": "Travel rules", "last_edited_time": "2026-03-09T12:34:56Z"}),
+    );
+    assert_eq!(v["last_edited_time"], "2026-03-09T12:34:00.000Z");
+    let after = wiki_get(&addr, t, &format!("/v1/pages/{POLICIES}")).1;
+    assert_eq!(before["last_edited_time"], after["last_edited_time"]);
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{POLICIES}/children"));
+    assert_eq!(titles(&v), ["<paragraph>", "Travel rules"]);
+    assert_eq!(
+        v["results"][1]["last_edited_time"],
+        "2026-03-09T12:34:00.000Z"
+    );
+    // Without a time: now, to the minute; `properties.title` works too; children replaced.
+    let t0 = store::round_minute(store::now_ms());
+    let v = admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{HANDBOOK}"),
+        json!({"properties": {"title": "The Handbook"},
+               "children": [{"type": "quote", "text": "Read me."}]}),
+    );
+    let edited = store::parse_time(v["last_edited_time"].as_str().unwrap()).unwrap();
+    assert!(edited >= t0 && edited <= store::now_ms(), "{v}");
+    assert_eq!(
+        v["properties"]["title"]["title"][0]["plain_text"],
+        "The Handbook"
+    );
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{HANDBOOK}/children"));
+    assert_eq!(titles(&v), ["<quote>", "Onboarding", "Policies"]);
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/pages/{ONBOARDING}"));
+    assert_eq!(
+        v["last_edited_time"], "2026-03-04T11:00:00.000Z",
+        "sub-pages unchanged"
+    );
+    let v = search_as(
+        &addr,
+        t,
+        json!({"filter": {"property": "object", "value": "page"}}),
+    );
+    assert_eq!(titles(&v)[0], "The Handbook", "the edit puts it first");
+    // Moves: under another page, to the workspace; never under itself or its sub-pages.
+    admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{ONBOARDING}"),
+        json!({"move_to": {"page_id": SCRATCH}}),
+    );
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{SCRATCH}/children"));
+    assert_eq!(titles(&v), ["<paragraph>", "Onboarding"]);
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{HANDBOOK}/children"));
+    assert_eq!(titles(&v), ["<quote>", "Policies"]);
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/pages/{ONBOARDING}"));
+    assert_eq!(v["parent"], json!({"type": "page_id", "page_id": SCRATCH}));
+    for target in [ONBOARDING, FIRST_WEEK] {
+        let (status, _) = call(
+            &addr,
+            "PATCH",
+            &format!("/admin/pages/{ONBOARDING}"),
+            "",
+            Some(json!({"move_to": {"page_id": target}})),
+        );
+        assert_eq!(status, 400, "under {target}");
+    }
+    let v = admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{ONBOARDING}"),
+        json!({"move_to": {"workspace": true}}),
+    );
+    assert_eq!(v["parent"], json!({"type": "workspace", "workspace": true}));
+    // State counts standalone pages.
+    admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{SCRATCH}"),
+        json!({"in_trash": true}),
+    );
+    let (_, st) = call(&addr, "GET", "/admin/state", "", None);
+    assert_eq!(
+        (
+            st["standalone_pages"].clone(),
+            st["live_standalone_pages"].clone(),
+            st["pages"].clone()
+        ),
+        (json!(7), json!(6), json!(0))
+    );
+}
+
+#[test]
+fn trashed_sub_pages_leave_children_and_search() {
+    let addr = spawn_wiki();
+    let t = "ntn_wiki";
+    admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{ONBOARDING}"),
+        json!({"in_trash": true}),
+    );
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{HANDBOOK}/children"));
+    assert_eq!(titles(&v), ["<paragraph>", "<paragraph>", "Policies"]);
+    let v = search_as(
+        &addr,
+        t,
+        json!({"filter": {"property": "object", "value": "page"}}),
+    );
+    assert!(!ids(&v).contains(&ONBOARDING.to_string()), "{v}");
+    let v = search_as(&addr, t, json!({"query": "onboarding"}));
+    assert_eq!(v["results"], json!([]));
+    // Still retrieved, with in_trash; back when restored.
+    let (status, v) = wiki_get(&addr, t, &format!("/v1/pages/{ONBOARDING}"));
+    assert_eq!((status, v["in_trash"].clone()), (200, json!(true)));
+    admin_call(
+        &addr,
+        "PATCH",
+        &format!("pages/{ONBOARDING}"),
+        json!({"in_trash": false}),
+    );
+    let (_, v) = wiki_get(&addr, t, &format!("/v1/blocks/{HANDBOOK}/children"));
+    assert_eq!(
+        titles(&v),
+        ["<paragraph>", "<paragraph>", "Onboarding", "Policies"]
+    );
+}
+
+#[test]
+fn webhook_events_of_standalone_pages_name_their_parent_page_or_the_workspace() {
+    let addr = spawn_wiki();
+    let ev = webhook(
+        &addr,
+        json!({"type": "page.content_updated", "entity_id": ONBOARDING}),
+    );
+    assert_eq!(ev["entity"], json!({"id": ONBOARDING, "type": "page"}));
+    assert_eq!(
+        ev["data"],
+        json!({"parent": {"id": HANDBOOK, "type": "page"}, "updated_blocks": []})
+    );
+    let ev = webhook(&addr, json!({"type": "page.created", "entity_id": SCRATCH}));
+    assert_eq!(
+        ev["data"]["parent"],
+        json!({"id": store::workspace_id(), "type": "space"})
+    );
+    // A standalone page under a database page: that page.
+    let mut seed = seed();
+    seed["pages"] = json!([{"id": "b1000000-0000-4000-8000-000000000001", "title": "Sub", "parent_page_id": PAGE}]);
+    let addr = spawn_with(seed, Settings::default());
+    let ev = webhook(
+        &addr,
+        json!({"type": "page.moved", "entity_id": "b1000000-0000-4000-8000-000000000001"}),
+    );
+    assert_eq!(ev["data"]["parent"], json!({"id": PAGE, "type": "page"}));
+}
+
+#[test]
+fn seeds_with_pages_are_checked_and_old_seeds_load_unchanged() {
+    let bad_parent = json!({"pages": [{"title": "A", "parent_page_id": "b2000000-0000-4000-8000-0000000000ff"}]});
+    assert!(store::Store::load(&bad_parent).is_err());
+    let cycle = json!({"pages": [
+        {"id": "b2000000-0000-4000-8000-000000000001", "title": "A", "parent_page_id": "b2000000-0000-4000-8000-000000000002"},
+        {"id": "b2000000-0000-4000-8000-000000000002", "title": "B", "parent_page_id": "b2000000-0000-4000-8000-000000000001"}
+    ]});
+    assert!(store::Store::load(&cycle).is_err());
+    // A parent listed after its sub-page is fine; ids without one are stable across loads.
+    let later = json!({"pages": [
+        {"title": "Child", "parent_page_id": "b2000000-0000-4000-8000-000000000009"},
+        {"id": "b2000000-0000-4000-8000-000000000009", "title": "Parent"}
+    ]});
+    let a = store::Store::load(&later).unwrap();
+    let b = store::Store::load(&later).unwrap();
+    assert_eq!(a.wiki_order, b.wiki_order);
+    let sample: Value = serde_json::from_str(include_str!("../../workspace/sample.json")).unwrap();
+    let st = store::Store::load(&sample).unwrap();
+    assert!(st.wiki.is_empty());
+    assert!(!st.pages.is_empty());
+    let st = store::Store::load(&wiki_seed()).unwrap();
+    assert_eq!(st.wiki.len(), 5);
 }
