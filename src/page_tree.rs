@@ -19,7 +19,7 @@ use crate::notion::pool::{Flight, Lane};
 use crate::storage::{Place, Result};
 use pgrx::prelude::*;
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// The root id of "every page outside databases" (`register_pages` without a root).
@@ -118,6 +118,8 @@ pub struct Walk {
     pub since_ms: Option<i64>,
     pub cursor: Option<String>,
     pub searched: bool,
+    /// Pages queued so far: each is read once per run.
+    queued: HashSet<String>,
 }
 
 impl Walk {
@@ -127,21 +129,26 @@ impl Walk {
         content_depth: u32,
         since_ms: Option<i64>,
     ) -> Walk {
-        let frontier = roots
-            .into_iter()
-            .map(|page| Item {
-                page,
-                place: Place::default(),
-                depth: 0,
-            })
-            .collect();
-        Walk {
+        let mut walk = Walk {
             max_depth,
             content_depth: content_depth.max(1),
-            frontier,
+            frontier: VecDeque::new(),
             since_ms,
             cursor: None,
             searched: since_ms.is_none(),
+            queued: HashSet::new(),
+        };
+        for page in roots {
+            walk.queue(page, Place::default(), 0);
+        }
+        walk
+    }
+
+    /// Adds a page to read, unless this run has it already.
+    pub fn queue(&mut self, page: Value, place: Place, depth: u32) {
+        let id = page.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+        if self.queued.insert(id.to_string()) {
+            self.frontier.push_back(Item { page, place, depth });
         }
     }
 
@@ -180,11 +187,7 @@ impl Walk {
                     continue;
                 }
             }
-            self.frontier.push_back(Item {
-                page: page_from_block(block),
-                place: place.clone(),
-                depth: w.depth + 1,
-            });
+            self.queue(page_from_block(block), place.clone(), w.depth + 1);
         }
     }
 }
@@ -247,7 +250,10 @@ pub fn roots(
     }
     let mut out = vec![];
     let mut cursor: Option<String> = None;
-    while full {
+    if !full {
+        return Ok(("Workspace pages".into(), out));
+    }
+    loop {
         let mut v = client.search_pages(cursor.as_deref())?;
         if let Some(Value::Array(a)) = v.get_mut("results").map(Value::take) {
             out.extend(a.into_iter().filter(|p| {
@@ -313,7 +319,7 @@ pub fn take_search(walk: &mut Walk, resp: &Value, user: &str, tree: &str) -> Res
             _ => None,
         };
         if let Some((place, depth)) = item.filter(|(_, d)| *d <= walk.max_depth) {
-            walk.frontier.push_back(Item { page, place, depth });
+            walk.queue(page, place, depth);
         }
     }
     walk.cursor = crate::notion::client::next_cursor(resp);
@@ -361,4 +367,80 @@ pub fn tree_places(user: &str, tree: &str, ids: &[String]) -> Result<HashMap<Str
         }
         Ok(out)
     })
+}
+
+/// The page tree a page outside databases belongs to, for a webhook: the tree of its stored row,
+/// else of its stored parent, else the tree whose root it is, else the workspace's when it is a
+/// top-level page. Returns (tree id, its place, its depth, the tree's depth).
+pub fn tree_of(
+    user: &str,
+    page_id: &str,
+    parent: Option<&str>,
+) -> Result<Option<(String, Place, u32, u32)>> {
+    let row = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT d.database_id, p.notion_page_id = $2, p.notion_page_id, coalesce(p.path, '{}'),
+                    coalesce(p.title, ''), p.notion_parent_id, d.page_tree_depth
+               FROM notion_sync.notion_pages_sync p
+               JOIN notion_sync.databases d
+                 ON d.user_id = p.user_id AND d.database_id = p.notion_database_id AND d.page_tree_depth IS NOT NULL
+              WHERE p.user_id = $1 AND p.notion_page_id IN ($2, $3)
+              ORDER BY p.notion_page_id = $2 DESC LIMIT 1",
+            None,
+            &[user.into(), page_id.into(), parent.into()],
+        )?;
+        let Some(r) = rows.into_iter().next() else {
+            return Ok::<_, crate::error::SyncError>(None);
+        };
+        let tree = r.get::<String>(1)?.unwrap_or_default();
+        let own = r.get::<bool>(2)?.unwrap_or(false);
+        let path = r.get::<Vec<String>>(4)?.unwrap_or_default();
+        let max = r.get::<i32>(7)?.unwrap_or(0).max(0) as u32;
+        Ok(Some(if own {
+            let depth = path.len() as u32;
+            let place = Place {
+                parent: r.get::<String>(6)?,
+                path,
+            };
+            (tree, place, depth, max)
+        } else {
+            let mut path = path;
+            path.push(r.get::<String>(5)?.unwrap_or_default());
+            let depth = path.len() as u32;
+            let place = Place {
+                parent: parent.map(String::from),
+                path,
+            };
+            (tree, place, depth, max)
+        }))
+    })?;
+    if row.is_some() {
+        return Ok(row);
+    }
+    // A root of its own tree, or a top-level page under the workspace's tree.
+    let root = match parent {
+        None => Spi::get_one_with_args::<String>(
+            "SELECT database_id FROM notion_sync.databases WHERE user_id = $1 AND page_tree_depth IS NOT NULL
+                AND database_id IN ($2, $3) ORDER BY database_id = $2 DESC LIMIT 1",
+            &[user.into(), page_id.into(), WORKSPACE.into()],
+        )?,
+        Some(_) => Spi::get_one_with_args::<String>(
+            "SELECT database_id FROM notion_sync.databases WHERE user_id = $1 AND page_tree_depth IS NOT NULL
+                AND database_id = $2",
+            &[user.into(), page_id.into()],
+        )?,
+    };
+    let depth = |tree: &str| {
+        Spi::get_one_with_args::<i32>(
+            "SELECT page_tree_depth FROM notion_sync.databases WHERE user_id = $1 AND database_id = $2",
+            &[user.into(), tree.into()],
+        )
+    };
+    match root {
+        Some(tree) => {
+            let max = depth(&tree)?.unwrap_or(0).max(0) as u32;
+            Ok(Some((tree, Place::default(), 0, max)))
+        }
+        None => Ok(None),
+    }
 }

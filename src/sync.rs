@@ -1112,9 +1112,12 @@ pub struct Sources {
 pub type SourcesOut = (Result<Sources, ApiError>, Stats);
 
 /// Reads what `begin` needs (on a helper thread, or the caller's).
-fn read_sources(client: &mut Client, db: &str, tree: Option<(u32, bool)>) -> SourcesOut {
-    let before = client.stats;
-    let result = match tree {
+fn read_sources(
+    client: &mut Client,
+    db: &str,
+    tree: Option<(u32, bool)>,
+) -> Result<Sources, ApiError> {
+    match tree {
         None => client.sources(db).map(|(title, ids)| Sources {
             title,
             ids,
@@ -1125,8 +1128,7 @@ fn read_sources(client: &mut Client, db: &str, tree: Option<(u32, bool)>) -> Sou
             ids: vec![],
             roots,
         }),
-    };
-    (result, client.stats.since(before))
+    }
 }
 
 /// Checks the token, records the run. `Err` only for a missing token (and the schema check;
@@ -1175,13 +1177,14 @@ impl<'i> Opening<'i> {
     pub fn read_sources(&self) -> Flight<SourcesOut> {
         let mut client = self.client.detached(&self.lane.0);
         let (db, tree) = (self.req.db.clone(), self.tree());
-        Flight::spawn(move || read_sources(&mut client, &db, tree))
+        Flight::spawn(move || (read_sources(&mut client, &db, tree), client.stats))
     }
 
-    /// Reads the data sources here, waiting.
+    /// Reads the data sources here, waiting (the client counts its requests itself).
     fn sources_here(&mut self) -> SourcesOut {
         let tree = self.tree();
-        read_sources(&mut self.client, &self.req.db, tree)
+        let sources = read_sources(&mut self.client, &self.req.db, tree);
+        (sources, Stats::default())
     }
 
     /// A page tree: its depth, and whether the run walks it whole (else search finds the edits).
@@ -1244,6 +1247,8 @@ impl<'i> Opening<'i> {
             // The body is read with the walk: the engine reads no blocks of its own.
             let content = std::mem::take(&mut run.depth);
             let since_ms = since.as_deref().and_then(ms);
+            // An incremental walk starts from search, not from the root.
+            let roots = if since_ms.is_some() { vec![] } else { roots };
             Walk::new(roots, max_depth, content, since_ms)
         });
         let scan = match &walk {
@@ -1738,7 +1743,7 @@ pub fn apply_page(
         Err(e) => return Err(page_error(e, user, &page_id)),
     };
     let Some(parent) = page_parent(&page) else {
-        return Ok("ignored: the page is not in a database".into());
+        return apply_tree_page(user, &page_id, page, client, txn);
     };
     let Some(db) = resolve_database(user, &parent, txn, &mut client)? else {
         return Ok(format!(
@@ -1765,6 +1770,52 @@ pub fn apply_page(
     Ok(format!(
         "{}: created {}, updated {}, unchanged {}",
         reg.target_table, c.created, c.updated, c.skipped
+    ))
+}
+
+/// A webhook's page outside databases: upserted into the page tree it belongs to (its own row's,
+/// else its parent's), its body read again.
+fn apply_tree_page(
+    user: &str,
+    page_id: &str,
+    page: Value,
+    mut client: Client,
+    txn: Txn,
+) -> Result<String, SyncError> {
+    let parent = page_tree::parent_page(&page);
+    let found = txn.run(|| page_tree::tree_of(user, page_id, parent.as_deref()))?;
+    let Some((tree, place, depth, max_depth)) = found else {
+        return Ok("ignored: the page is in no registered database or page tree".into());
+    };
+    let Some((reg, _)) = txn.run(|| registered_target(user, &tree))? else {
+        return Ok(format!(
+            "ignored: page tree {tree} is not registered for {user}"
+        ));
+    };
+    if depth > max_depth {
+        return Ok(format!(
+            "ignored: deeper than the page tree's depth {max_depth}"
+        ));
+    }
+    let mut target = make_target(&reg.target_table, None, user, &tree, &reg.database_name);
+    if page.get("in_trash") == Some(&Value::Bool(true)) {
+        let n = txn.run(|| target.trash(page_id))?;
+        return Ok(format!("in trash in Notion: {n} row(s) marked in trash"));
+    }
+    // The body is read whatever the event (a page's body and its sub-pages are one read).
+    let body = client
+        .page_text(page_id, gucs::content_depth().max(1))
+        .map_err(|e| page_error(e, user, page_id))?;
+    let mut run = Run::new(client, txn, target, user, &tree, false);
+    run.walked.insert(page_id.to_string(), (body, place));
+    run.batch(std::slice::from_ref(&page), false)?;
+    if let Some((_, e)) = run.errors.first() {
+        return Err(SyncError::Storage(format!("page {page_id}: {e}")));
+    }
+    let c = run.counts;
+    Ok(format!(
+        "page tree {tree}: created {}, updated {}, unchanged {}",
+        c.created, c.updated, c.skipped
     ))
 }
 
