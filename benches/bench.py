@@ -189,7 +189,7 @@ def real_conditions(fake, dsn):
     our budget at 3; ours and the baseline script in the same run. Sizes: BENCH_REAL_PAGES (1000)
     properties only, BENCH_REAL_CONTENT (100) with a 3-block body, one nested level."""
     latency = int(os.environ.get("BENCH_LATENCY_MS", "250"))
-    n = int(os.environ.get("BENCH_REAL_PAGES", "1000"))
+    sizes = [int(x) for x in os.environ.get("BENCH_REAL_PAGES", "1000 10000").split()]
     nc = int(os.environ.get("BENCH_REAL_CONTENT", "100"))
     out = {"latency_ms": latency, "rows": []}
 
@@ -217,7 +217,8 @@ def real_conditions(fake, dsn):
         print(json.dumps(row), flush=True)
 
     slow = int(os.environ.get("BENCH_SLOW_LATENCY_MS", "500"))
-    for content, size, lat in ((False, n, latency), (True, nc, latency), (True, nc, slow)):
+    runs = [(False, n, latency) for n in sizes] + [(True, nc, latency), (True, nc, slow)]
+    for content, size, lat in runs:
         fake.reset(WORKSPACE)
         fake.admin("POST", f"data_sources/{DS}/generate",
                    {"count": size, "properties": TEMPLATE, "created_time": "2026-01-01T00:00:00Z", "step_ms": 1000,
@@ -271,6 +272,86 @@ def real_conditions(fake, dsn):
     fake.admin("POST", "config", {"rate_limit_rps": 0, "latency_ms": 0})
     print(json.dumps({k: v for k, v in out.items() if k != "rows"}), flush=True)
     return out
+
+
+def schedule_freshness(fake, dsn):
+    """Freshness without webhooks: BENCH_FRESH_EDITS (4) edits at random seconds of successive
+    minutes; ours through the worker on a `* * * * *` schedule, the baseline script run by a loop at
+    every minute as cron would run it, both at 250 ms a request and 3 requests/s (separate tokens)."""
+    import random
+    import threading
+    latency = int(os.environ.get("BENCH_LATENCY_MS", "250"))
+    edits = int(os.environ.get("BENCH_FRESH_EDITS", "4"))
+    ws = json.loads(json.dumps(WORKSPACE))
+    ws["tokens"]["ntn_cron"] = ["*"]
+    fake.reset(ws)
+    fake.admin("POST", f"data_sources/{DS}/generate",
+               {"count": 1000, "properties": TEMPLATE, "created_time": "2026-01-01T00:00:00Z", "step_ms": 1000})
+    fake.admin("POST", "config", {"rate_limit_rps": 3, "rate_limit_burst": 3, "latency_ms": latency})
+    ours, theirs, stop = [], [], threading.Event()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS baseline CASCADE")
+        conn.execute("ALTER SYSTEM SET notion_sync.requests_per_second = 3")
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("SELECT notion_sync.sync_notion_database('bench', %s, 'Bench', 'full')", (DB,))
+        baseline_sdk.sync(fake.url, "ntn_cron", DB, dsn)
+        conn.execute("SELECT notion_sync.register_database('bench', %s, 'Bench', '* * * * *')", (DB,))
+
+        def cron():
+            while not stop.is_set():
+                time.sleep(60 - time.time() % 60)
+                if not stop.is_set():
+                    baseline_sdk.sync(fake.url, "ntn_cron", DB, dsn, incremental=True)
+        t = threading.Thread(target=cron, daemon=True)
+        t.start()
+        rnd = random.Random(3)
+        page = conn.execute("SELECT notion_page_id FROM notion_sync.notion_pages_sync LIMIT 1").fetchone()[0]
+        for i in range(edits):
+            time.sleep(60 - time.time() % 60 + rnd.uniform(1, 59))
+            value = 1000 + i
+            fake.admin("PATCH", f"pages/{page}", {"properties": {"Rating": value}})
+            t0, seen = time.perf_counter(), {}
+            while len(seen) < 2 and time.perf_counter() - t0 < 150:
+                if "ours" not in seen and conn.execute(
+                        "SELECT properties->'Rating'->>'value' FROM notion_sync.notion_pages_sync"
+                        " WHERE notion_page_id = %s", (page,)).fetchone()[0] == str(value):
+                    seen["ours"] = time.perf_counter() - t0
+                if "theirs" not in seen and conn.execute(
+                        "SELECT properties->'Rating'->'number' FROM baseline.notion_pages WHERE page_id = %s",
+                        (page,)).fetchone()[0] == value:
+                    seen["theirs"] = time.perf_counter() - t0
+                time.sleep(0.1)
+            ours.append(seen.get("ours", 150))
+            theirs.append(seen.get("theirs", 150))
+            print(json.dumps({"edit": i, **{k: round(v, 1) for k, v in seen.items()}}), flush=True)
+        stop.set()
+        conn.execute("ALTER SYSTEM RESET notion_sync.requests_per_second")
+        conn.execute("UPDATE notion_sync.databases SET schedule = 'manual'")
+        conn.execute("SELECT pg_reload_conf()")
+    fake.admin("POST", "config", {"rate_limit_rps": 0, "latency_ms": 0})
+    ours.sort()
+    theirs.sort()
+    return {"fresh_edits": edits, "ours_p50_s": round(ours[len(ours) // 2], 1), "ours_max_s": round(ours[-1], 1),
+            "base_p50_s": round(theirs[len(theirs) // 2], 1), "base_max_s": round(theirs[-1], 1)}
+
+
+def search_million(conn):
+    """Search at 1,000,000 pages: 10 users x 100,000 natural pages (plus alice's and bob's 100,000
+    characters), alice's queries; and the plan of the pages branch (it must use the GIN index)."""
+    users = [f"u{i}" for i in range(2, 10)]
+    conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.notion_characters_sync")
+    fill_read_path(conn, corpus="natural", page_users=users)
+    pages = conn.execute("SELECT count(*) FROM notion_sync.notion_pages_sync").fetchone()[0]
+    timings = read_path_timings(conn, queries=200, corpus="natural")
+    word = conn.execute("SELECT split_part(title, ' ', 1) FROM notion_sync.notion_pages_sync"
+                        " WHERE user_id = 'alice' LIMIT 1").fetchone()[0]
+    plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN SELECT notion_page_id FROM notion_sync.notion_pages_sync WHERE user_id = 'alice'"
+        " AND search_vector @@ websearch_to_tsquery('english', %s)", (word,)).fetchall())
+    index = next((ln.split(" on ")[1].split()[0] for ln in plan.splitlines() if "Index Scan on" in ln), None)
+    return {"pages": pages, "search_p50_ms": timings["search_p50_ms"], "search_p95_ms": timings["search_p95_ms"],
+            "matched_median_pct": timings["search_matched_median_pct"], "index": index}
 
 
 def users_at_once(fake, dsn):
@@ -344,6 +425,8 @@ def main():
                 admin.execute("CREATE EXTENSION notion_sync CASCADE")
                 admin.execute("SELECT notion_sync.set_notion_token('bench', 'ntn_bench')")
             real = real_conditions(fake, cluster.dsn) if only == "real" else None
+            if real and os.environ.get("BENCH_FRESH_EDITS", "4") != "0":
+                real["schedule"] = schedule_freshness(fake, cluster.dsn)
             users = users_at_once(fake, cluster.dsn)
         finally:
             cluster.stop()
@@ -351,6 +434,10 @@ def main():
         if real:
             print("\n" + real_table(real))
             print(f"\nwebhook freshness: p50 {real['fresh_p50_s']} s, p95 {real['fresh_p95_s']} s")
+            if real.get("schedule"):
+                f = real["schedule"]
+                print(f"1-minute schedule, {f['fresh_edits']} edits: ours p50 {f['ours_p50_s']} s (max {f['ours_max_s']}), "
+                      f"baseline from cron every minute p50 {f['base_p50_s']} s (max {f['base_max_s']})")
         print("\n" + users_table(users))
         return
     sizes = [int(s) for s in os.environ.get("BENCH_SIZES", "1000 10000 100000").split()]
@@ -415,6 +502,8 @@ def main():
                 fill_read_path(conn, corpus=corpus)
                 read[corpus] = read_path_timings(conn, corpus=corpus)
                 print(json.dumps({corpus: read[corpus]}), flush=True)
+            million = search_million(conn) if os.environ.get("BENCH_SEARCH_1M", "1") != "0" else None
+            print(json.dumps({"search_1m": million}), flush=True)
     finally:
         cluster.stop()
         fake.stop()
@@ -453,6 +542,11 @@ def main():
         rp.append(f"| {corpus} | {f['search_matched_median_pct']}%, {f['search_matched_pct']}% | {f['search_p50_ms']} | "
                   f"{f['search_p95_ms']} | {f['lookup_p50_ms']} | {f['lookup_p95_ms']} | {kinds} |")
     table, versus, quiet, readpath = "\n".join(lines), "\n".join(vs), "\n".join(quiet), "\n".join(rp)
+    million_text = "" if not million else (
+        f"Search at {million['pages']:,} pages (10 users x 100,000, natural corpus; alice's 200 queries, limit 20): "
+        f"p50 {million['search_p50_ms']} ms, p95 {million['search_p95_ms']} ms (goal: p50 under 20 ms); a median "
+        f"query matched {million['matched_median_pct']}% of alice's rows; the pages branch's plan uses "
+        f"{million['index']}.\n\n")
     out = (f"notion_sync benchmark, {time.strftime('%Y-%m-%d')}, {machine()}, PostgreSQL 15, fake Notion on "
            f"loopback without rate limit, properties only (content_depth 0)\n\n{table}\n\n"
            f"Minimum requests: a full sync needs pages/100 query pages and the database lookup. A 1% incremental "
@@ -470,6 +564,7 @@ def main():
            f"limit of 20. \"natural\": titles, descriptions and bodies of Zipf-distributed words (8,000 words), query "
            f"words taken from page titles and character names. \"narrow\": a 16-word vocabulary, the worst case for "
            f"ranking, since every query matches a large share of the rows and all of them are ranked:\n\n{readpath}\n\n"
+           f"{million_text}"
            f"With content (1,000 pages, 3 blocks each, content_depth 3): full sync {extra['content_full_pages_per_s']} "
            f"pages/s with {extra['content_full_requests']} requests (minimum {extra['content_min_requests']}); "
            f"unchanged re-sync {extra['content_unchanged_pages_per_s']} pages/s with "

@@ -200,9 +200,10 @@ def _words(k):
             f"(SELECT floor(50 * exp(random() * ln(160)))::int AS r FROM generate_series(1, {k} + 0 * g)) x)")
 
 
-def fill_read_path(conn, n=100_000, corpus="narrow"):
-    """n characters and n generic pages for 'alice' (plus as many for 'bob'), written directly: the
-    read path's plans and timings at scale without syncing them first.
+def fill_read_path(conn, n=100_000, corpus="narrow", page_users=()):
+    """n characters and n generic pages for 'alice' (plus as many for 'bob', and n pages for each of
+    `page_users`), written directly: the read path's plans and timings at scale without syncing them
+    first.
 
     corpus "narrow": names and texts from a 16-word vocabulary, so every query matches 6-40% of the
     rows: the worst case for ranking. "natural": titles of 4 words, descriptions of 15 and bodies of
@@ -217,11 +218,12 @@ def fill_read_path(conn, n=100_000, corpus="narrow"):
         cv = ["bcdfghjklmnprstv", "aeiouaeiouaeioua"]
         name = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(1, 7))
         surname = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(8, 15))
-        for user in ("alice", "bob"):
-            conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
-                (user_id, notion_database_id, notion_page_id, name, description, body)
-                SELECT %s, 'db-c', 'c-' || g, initcap({name}) || ' ' || initcap({surname}), {_words(15)}, {_words(60)}
-                  FROM generate_series(1, %s) g, {syl}""", (user, n))
+        for user in ("alice", "bob", *page_users):
+            if user in ("alice", "bob"):
+                conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
+                    (user_id, notion_database_id, notion_page_id, name, description, body)
+                    SELECT %s, 'db-c', 'c-' || g, initcap({name}) || ' ' || initcap({surname}), {_words(15)}, {_words(60)}
+                      FROM generate_series(1, %s) g, {syl}""", (user, n))
             conn.execute(f"""INSERT INTO notion_sync.notion_pages_sync
                 (user_id, notion_database_id, notion_page_id, title, description, body)
                 SELECT %s, 'db-p', 'p-' || g, initcap({_words(4)}), {_words(15)}, {_words(60)}
