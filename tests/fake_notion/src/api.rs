@@ -29,14 +29,37 @@ pub struct Fault {
     /// (an ISO-shaped `last_edited_time` that is no date), `title_number` (the title a number),
     /// `id` (not a Notion id), `properties_array` (properties a JSON array).
     pub garble: String,
+    /// `commit_then_status` after a `POST /v1/pages`: `additional_data.committed_resource_id` is the
+    /// id of the page created.
+    pub committed_resource_id: bool,
+    /// `additional_data.retry_guidance` (e.g. `PgPoolWaitConnectionTimeout`).
+    pub retry_guidance: Option<String>,
+    /// The error `message` (default `Injected fault: <code>`).
+    pub message: Option<String>,
 }
 
 impl Fault {
     pub fn from_json(v: &Value) -> Fault {
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+        let kind = s("kind").unwrap_or_else(|| "status".into());
+        // A write that committed and then failed is a 503 by default (Notion's request limits page).
+        let default_status = if kind == "commit_then_status" {
+            503
+        } else {
+            500
+        };
         Fault {
-            kind: s("kind").unwrap_or_else(|| "status".into()),
-            status: v.get("status").and_then(|x| x.as_u64()).unwrap_or(500) as u16,
+            status: v
+                .get("status")
+                .and_then(|x| x.as_u64())
+                .unwrap_or(default_status) as u16,
+            kind,
+            committed_resource_id: v
+                .get("committed_resource_id")
+                .and_then(|x| x.as_bool())
+                .unwrap_or(false),
+            retry_guidance: s("retry_guidance"),
+            message: s("message"),
             code: s("code"),
             retry_after: v.get("retry_after").and_then(|x| x.as_u64()),
             reason: s("rate_limit_reason"),
@@ -199,7 +222,7 @@ pub fn error(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     store::uuid_from(&format!(
         "req:{}:{:?}",
         store::now_ms(),
@@ -207,7 +230,7 @@ fn request_id() -> String {
     ))
 }
 
-fn not_found(kind: &str, id: &str) -> Response {
+pub(crate) fn not_found(kind: &str, id: &str) -> Response {
     error(404, "object_not_found", &format!("Could not find {kind} with ID: {id}. Make sure the relevant pages and databases are shared with your integration."))
 }
 
@@ -223,13 +246,22 @@ impl Fake {
                 std::thread::sleep(wait);
             }
         }
-        let entry = json!({
+        let mut entry = json!({
             "method": req.method, "path": req.path, "status": status,
             "time": store::iso(store::now_ms()),
             "at_ms": store::now_ms(),
             "duration_ms": started.elapsed().as_millis() as u64,
             "token": req.header("authorization").map(|a| a.trim_start_matches("Bearer ").to_string()),
         });
+        if matches!(req.method.as_str(), "POST" | "PATCH") && !req.path.starts_with("/admin") {
+            // What was sent, for tests of what a client writes (a non-JSON body as a string).
+            entry["body"] = if req.body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&req.body)
+                    .unwrap_or_else(|_| json!(String::from_utf8_lossy(&req.body)))
+            };
+        }
         if !req.path.starts_with("/admin") {
             self.ctl.lock().unwrap().log.push(entry);
         }
@@ -287,30 +319,7 @@ impl Fake {
         if let Some(f) = &fault {
             match f.kind.as_str() {
                 "status" => {
-                    let code = f.code.clone().unwrap_or_else(|| {
-                        match f.status {
-                            429 => "rate_limited",
-                            500 => "internal_server_error",
-                            502 => "bad_gateway",
-                            503 => "service_unavailable",
-                            504 => "gateway_timeout",
-                            529 => "service_overload",
-                            409 => "conflict_error",
-                            _ => "internal_server_error",
-                        }
-                        .to_string()
-                    });
-                    let mut body = json!({"object":"error","status":f.status,"code":code,"message":format!("Injected fault: {code}"),"request_id":request_id()});
-                    if let Some(reason) = &f.reason {
-                        body["additional_data"] = json!({"rate_limit_reason": reason});
-                    }
-                    let mut r = Response::json(f.status, &body);
-                    if let Some(ra) = f.retry_after {
-                        r = r.with_header("Retry-After", &ra.to_string());
-                        if let Some(ad) = body.get_mut("additional_data") {
-                            ad["retry_after"] = json!(ra.to_string());
-                        }
-                    }
+                    let r = fault_error(f, None);
                     return (Reply::Send(r), f.status);
                 }
                 "drop" => return (Reply::Drop, 0),
@@ -322,6 +331,17 @@ impl Fake {
         let status = r.status;
         if let Some(f) = fault {
             match f.kind.as_str() {
+                // The request was carried out (a write is committed); the answer is lost or an
+                // error. A request that failed on its own (a 400) answers as usual.
+                "commit_then_drop" if (200..300).contains(&status) => return (Reply::Drop, 0),
+                "commit_then_status" if (200..300).contains(&status) => {
+                    let created = (req.method == "POST"
+                        && req.path.trim_end_matches('/') == "/v1/pages")
+                        .then(|| serde_json::from_slice::<Value>(&r.body).ok())
+                        .flatten()
+                        .and_then(|v| v["id"].as_str().map(String::from));
+                    return (Reply::Send(fault_error(&f, created)), f.status);
+                }
                 "truncate" => {
                     let keep = r.body.len() / 2;
                     return (Reply::Truncate(r, keep), status);
@@ -452,6 +472,8 @@ impl Fake {
                 self.children(req, token, version, &norm_id(id))
             }
             ("POST", ["v1", "search"]) => self.search(token, version, &body),
+            ("PATCH", ["v1", "pages", id]) => self.update_page(token, version, &norm_id(id), &body),
+            ("POST", ["v1", "pages"]) => self.create_page_api(token, version, &body),
             _ => error(400, "invalid_request_url", "Invalid request URL."),
         }
     }
@@ -816,6 +838,53 @@ impl Fake {
             }),
         )
     }
+}
+
+/// The error a `status` or `commit_then_status` fault answers, in Notion's envelope:
+/// `additional_data` with `rate_limit_reason`, `retry_after` (with a `Retry-After` header),
+/// `retry_guidance` and `committed_resource_id` when the rule asks for them.
+fn fault_error(f: &Fault, created: Option<String>) -> Response {
+    let code = f.code.clone().unwrap_or_else(|| {
+        match f.status {
+            429 => "rate_limited",
+            500 => "internal_server_error",
+            502 => "bad_gateway",
+            503 => "service_unavailable",
+            504 => "gateway_timeout",
+            529 => "service_overload",
+            409 => "conflict_error",
+            _ => "internal_server_error",
+        }
+        .to_string()
+    });
+    let message = f
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("Injected fault: {code}"));
+    let mut body = json!({"object":"error","status":f.status,"code":code,"message":message,"request_id":request_id()});
+    let mut extra = serde_json::Map::new();
+    if let Some(reason) = &f.reason {
+        extra.insert("rate_limit_reason".into(), json!(reason));
+        if let Some(ra) = f.retry_after {
+            extra.insert("retry_after".into(), json!(ra.to_string()));
+        }
+    }
+    if let Some(g) = &f.retry_guidance {
+        extra.insert("retry_guidance".into(), json!(g));
+    }
+    if f.committed_resource_id {
+        if let Some(id) = created {
+            extra.insert("committed_resource_id".into(), json!(id));
+        }
+    }
+    if !extra.is_empty() {
+        body["additional_data"] = Value::Object(extra);
+    }
+    let mut r = Response::json(f.status, &body);
+    if let Some(ra) = f.retry_after {
+        r = r.with_header("Retry-After", &ra.to_string());
+    }
+    r
 }
 
 fn send(r: Response) -> (Reply, u16) {

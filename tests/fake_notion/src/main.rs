@@ -10,6 +10,7 @@ mod http;
 mod store;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -1374,7 +1374,7 @@ pub fn percent_eq(a: &str, b: &str) -> bool {
     crate::http::percent_decode(a) == crate::http::percent_decode(b)
 }
 
-fn option(name: &str, config: &Value) -> Value {
+pub fn option(name: &str, config: &Value) -> Value {
     let color = config
         .get("options")
         .and_then(|o| o.as_array())

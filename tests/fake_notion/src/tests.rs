@@ -1465,3 +1465,1004 @@ fn seeds_with_pages_are_checked_and_old_seeds_load_unchanged() {
     let st = store::Store::load(&wiki_seed()).unwrap();
     assert_eq!(st.wiki.len(), 5);
 }
+
+// ---- Writes: PATCH /v1/pages/{id}, POST /v1/pages, write faults ----
+
+const WDB: &str = "a1b2c3d4-0000-4000-8000-0000000000b1";
+const WDS: &str = "d5000000-0000-4000-8000-0000000000b1";
+const WPAGE: &str = "c0000000-0000-4000-8000-0000000000b1";
+const WOTHER: &str = "c0000000-0000-4000-8000-0000000000b2";
+const WHOME: &str = "b0000000-0000-4000-8000-0000000000b1";
+const WUSER: &str = "6f1c2a4e-0000-4000-8000-0000000000b1";
+
+fn write_seed() -> Value {
+    json!({
+        "users": [{"id": WUSER, "name": "Wren", "email": "wren@example.com"}],
+        "tokens": {TOKEN: ["*"], "ntn_other": ["a1b2c3d4-0000-4000-8000-0000000000ff"]},
+        "databases": [{
+            "id": WDB, "title": "Tasks",
+            "data_sources": [{
+                "id": WDS, "name": "Tasks",
+                "properties": {
+                    "Name": {"type": "title"},
+                    "Notes": {"type": "rich_text"},
+                    "Price": {"type": "number"},
+                    "Done": {"type": "checkbox"},
+                    "Kind": {"type": "select", "options": ["a", "b"]},
+                    "Tags": {"type": "multi_select", "options": ["x", "y"]},
+                    "Stage": {"type": "status", "options": ["Not started", "In progress", "Done"]},
+                    "When": {"type": "date"},
+                    "Site": {"type": "url"},
+                    "Mail": {"type": "email"},
+                    "Phone": {"type": "phone_number"},
+                    "Link": {"type": "relation"},
+                    "Owner": {"type": "people"},
+                    "Attach": {"type": "files"},
+                    "Calc": {"type": "formula", "expression": "prop(\"Price\") * 2"},
+                    "Made": {"type": "created_time"},
+                    "Ref": {"type": "unique_id", "prefix": "T"}
+                },
+                "pages": [
+                    {"id": WPAGE, "created_time": "2026-01-05T09:10:00Z",
+                     "last_edited_time": "2026-01-05T09:10:00Z", "created_by": WUSER,
+                     "properties": {"Name": "Buy milk", "Price": 3, "Kind": "a", "Stage": "Not started", "Calc": 6}},
+                    {"id": WOTHER, "created_time": "2026-01-05T09:11:00Z",
+                     "properties": {"Name": "Other"}}
+                ]
+            }]
+        }],
+        "pages": [{"id": WHOME, "title": "Home", "children": [{"type": "paragraph", "text": "Hi"}]}]
+    })
+}
+
+fn spawn_write() -> String {
+    spawn_with(write_seed(), Settings::default())
+}
+
+fn patch(addr: &str, id: &str, version: &str, body: Value) -> (u16, Value) {
+    call(
+        addr,
+        "PATCH",
+        &format!("/v1/pages/{id}"),
+        version,
+        Some(body),
+    )
+}
+
+fn rt(s: &str) -> Value {
+    json!([{"type": "text", "text": {"content": s}}])
+}
+
+fn prop<'a>(page: &'a Value, name: &str) -> &'a Value {
+    let p = &page["properties"][name];
+    &p[p["type"].as_str().unwrap()]
+}
+
+fn query_page(addr: &str, id: &str) -> Option<Value> {
+    let (status, v) = call(
+        addr,
+        "POST",
+        &format!("/v1/data_sources/{WDS}/query"),
+        "2025-09-03",
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{v}");
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == id)
+        .cloned()
+}
+
+fn assert_validation(status: u16, v: &Value, message: &str) {
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        keys(v),
+        ["code", "message", "object", "request_id", "status"],
+        "{v}"
+    );
+    assert_eq!(v["object"], "error");
+    assert_eq!(v["status"], 400);
+    assert_eq!(v["code"], "validation_error");
+    assert_eq!(v["message"], message, "{v}");
+}
+
+/// Sends a request; the raw bytes of the answer (empty when the connection is dropped).
+fn call_raw(addr: &str, method: &str, path: &str, body: Value) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let payload = body.to_string();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Notion-Version: 2025-09-03\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[test]
+fn every_writable_type_round_trips_through_patch_get_and_query() {
+    let addr = spawn_write();
+    let before = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    let body = json!({"properties": {
+        "Name": {"title": [{"type": "text", "text": {"content": "Buy oat milk", "link": {"url": "https://example.com/milk"}},
+                            "annotations": {"bold": true}}]},
+        "Notes": {"type": "rich_text", "rich_text": [{"text": {"content": "two "}}, {"text": {"content": "parts"}}]},
+        "Price": {"number": 4.5},
+        "Done": {"checkbox": true},
+        "Kind": {"select": {"name": "b"}},
+        "Tags": {"multi_select": [{"name": "x"}, {"name": "y"}]},
+        "Stage": {"status": {"name": "In progress"}},
+        "When": {"date": {"start": "2026-02-01", "end": "2026-02-03"}},
+        "Site": {"url": "https://example.com"},
+        "Mail": {"email": "a@example.com"},
+        "Phone": {"phone_number": "+1 234"},
+        "Link": {"relation": [{"id": WOTHER.replace('-', "")}]},
+        "Owner": {"people": [{"object": "user", "id": WUSER}]},
+        "Attach": {"files": [{"name": "spec.pdf", "external": {"url": "https://example.com/spec.pdf"}}]}
+    }});
+    let (status, answer) = patch(&addr, WPAGE, "2025-09-03", body);
+    assert_eq!(status, 200, "{answer}");
+    let got = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    // The answer is the page object, in the shape of GET /v1/pages/{id}.
+    assert_eq!(keys(&answer), keys(&got));
+    assert_eq!(answer["properties"], got["properties"]);
+    assert_eq!(
+        answer["parent"],
+        json!({"type":"data_source_id","data_source_id":WDS})
+    );
+    let queried = query_page(&addr, WPAGE).expect("in the query");
+    for page in [&got, &queried] {
+        let name = &prop(page, "Name")[0];
+        assert_eq!(name["plain_text"], "Buy oat milk");
+        assert_eq!(name["href"], "https://example.com/milk");
+        assert_eq!(name["text"]["link"]["url"], "https://example.com/milk");
+        assert_eq!(name["annotations"]["bold"], true);
+        assert_eq!(name["annotations"]["italic"], false);
+        assert_eq!(name["annotations"]["color"], "default");
+        assert_eq!(store::plain_text(prop(page, "Notes")), "two parts");
+        assert_eq!(prop(page, "Price"), &json!(4.5));
+        assert_eq!(prop(page, "Done"), &json!(true));
+        assert_eq!(prop(page, "Kind")["name"], "b");
+        assert_eq!(prop(page, "Kind")["color"], "default");
+        let tags: Vec<&str> = prop(page, "Tags")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(tags, ["x", "y"]);
+        assert_eq!(prop(page, "Stage")["name"], "In progress");
+        assert_eq!(
+            prop(page, "When"),
+            &json!({"start":"2026-02-01","end":"2026-02-03","time_zone":null})
+        );
+        assert_eq!(prop(page, "Site"), &json!("https://example.com"));
+        assert_eq!(prop(page, "Mail"), &json!("a@example.com"));
+        assert_eq!(prop(page, "Phone"), &json!("+1 234"));
+        assert_eq!(prop(page, "Link"), &json!([{"id": WOTHER}]));
+        assert_eq!(page["properties"]["Link"]["has_more"], false);
+        assert_eq!(prop(page, "Owner")[0]["id"], WUSER);
+        assert_eq!(prop(page, "Owner")[0]["name"], "Wren");
+        assert_eq!(
+            prop(page, "Attach"),
+            &json!([{"name":"spec.pdf","type":"external","external":{"url":"https://example.com/spec.pdf"}}])
+        );
+        // Untouched properties keep their values.
+        assert_eq!(prop(page, "Calc"), &json!({"type":"number","number":6}));
+    }
+    // Edited now, by the integration's bot, rounded to the minute.
+    let edited = got["last_edited_time"].as_str().unwrap();
+    assert!(edited.ends_with(":00.000Z"), "{edited}");
+    assert!(
+        store::parse_time(edited).unwrap()
+            > store::parse_time(before["last_edited_time"].as_str().unwrap()).unwrap()
+    );
+    assert!(store::now_ms() - store::parse_time(edited).unwrap() < 61_000);
+    let bot = store::uuid_from("bot");
+    assert_eq!(got["last_edited_by"]["id"], bot);
+    assert_eq!(got["created_by"]["id"], WUSER);
+    // By property id, values cleared with null and empty lists, datetimes with their offset.
+    let state = admin_call(&addr, "GET", "state", json!({}));
+    let ids: Vec<(String, String)> = state["databases"][0]["data_sources"][0]["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().into(),
+                p["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let id_of = |n: &str| ids.iter().find(|(name, _)| name == n).unwrap().1.clone();
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {
+            id_of("Price"): {"number": null}, id_of("Tags"): {"multi_select": []},
+            id_of("Kind"): {"select": null}, id_of("Site"): {"url": null},
+            id_of("When"): {"date": {"start": "2026-02-01T10:30:00Z", "time_zone": null}},
+            id_of("Stage"): {"status": {"name": "Done"}}
+        }}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let got = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    assert_eq!(prop(&got, "Price"), &Value::Null);
+    assert_eq!(prop(&got, "Tags"), &json!([]));
+    assert_eq!(prop(&got, "Kind"), &Value::Null);
+    assert_eq!(prop(&got, "Site"), &Value::Null);
+    assert_eq!(prop(&got, "When")["start"], "2026-02-01T10:30:00.000+00:00");
+    assert_eq!(prop(&got, "Stage")["name"], "Done");
+    assert_eq!(store::plain_text(prop(&got, "Name")), "Buy oat milk");
+}
+
+#[test]
+fn read_only_unknown_and_misshapen_properties_are_refused_and_change_nothing() {
+    let addr = spawn_write();
+    let before = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    let fix_one: String = std::iter::once("body failed validation. Fix one:".to_string())
+        .chain(
+            [
+                "title",
+                "rich_text",
+                "number",
+                "url",
+                "select",
+                "multi_select",
+                "people",
+                "email",
+                "phone_number",
+                "date",
+                "checkbox",
+                "relation",
+                "files",
+                "status",
+            ]
+            .iter()
+            .map(|k| {
+                format!("body.properties.Calc.{k} should be defined, instead was `undefined`.")
+            }),
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cases = [
+        // A read-only property sent as it reads (formula, rollup, created_time, unique_id, …).
+        (json!({"Calc": {"formula": {"type": "number", "number": 9}}}), fix_one.clone()),
+        (json!({"Calc": {"type": "formula", "formula": {"number": 9}}}), fix_one),
+        // A writable type aimed at a read-only or another type.
+        (json!({"Calc": {"number": 9}}), "Calc is expected to be formula.".into()),
+        (json!({"Made": {"date": {"start": "2026-01-01"}}}), "Made is expected to be created_time.".into()),
+        (json!({"Ref": {"number": 3}}), "Ref is expected to be unique_id.".into()),
+        (json!({"Price": {"rich_text": rt("x")}}), "Price is expected to be number.".into()),
+        (json!({"Nope": {"number": 1}}), "Nope is not a property that exists.".into()),
+        (
+            json!({"Nope": {"number": 1}, "Notes": {"number": 2}, "Price": {"number": 3}}),
+            "Nope is not a property that exists. Notes is expected to be rich_text.".into(),
+        ),
+        (
+            json!({"Price": {"number": "3"}}),
+            "body failed validation: body.properties.Price.number should be a number or `null`, instead was `\"3\"`.".into(),
+        ),
+        (
+            json!({"Done": {"checkbox": "yes"}}),
+            "body failed validation: body.properties.Done.checkbox should be a boolean, instead was `\"yes\"`.".into(),
+        ),
+        (
+            json!({"Notes": {"rich_text": [{"text": {}}]}}),
+            "body failed validation: body.properties.Notes.rich_text[0].text.content should be a string, instead was `undefined`.".into(),
+        ),
+        (
+            json!({"Price": {"number": 1, "checkbox": true}}),
+            "body failed validation: body.properties.Price.checkbox should be not present, instead was `true`.".into(),
+        ),
+        (
+            json!({"When": {"date": {"start": "soon"}}}),
+            "body failed validation: body.properties.When.date.start should be a valid ISO 8601 date string, instead was `\"soon\"`.".into(),
+        ),
+    ];
+    for (props, message) in cases {
+        let (status, v) = patch(&addr, WPAGE, "2025-09-03", json!({"properties": props}));
+        assert_validation(status, &v, &message);
+    }
+    let (status, v) = patch(&addr, WPAGE, "2025-09-03", json!({"children": []}));
+    assert_validation(
+        status,
+        &v,
+        "body failed validation: body.children should be not present, instead was `[]`.",
+    );
+    let after = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    assert_eq!(after["properties"], before["properties"]);
+    assert_eq!(after["last_edited_time"], before["last_edited_time"]);
+    assert_eq!(after["last_edited_by"], before["last_edited_by"]);
+    // A page the token cannot see, or none at all: 404.
+    let (status, v) = call_as(
+        &addr,
+        "ntn_other",
+        "PATCH",
+        &format!("/v1/pages/{WPAGE}"),
+        "2025-09-03",
+        Some(json!({"properties": {"Price": {"number": 1}}})),
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("object_not_found")),
+        "{v}"
+    );
+    assert_eq!(
+        v["message"],
+        format!("Could not find page with ID: {WPAGE}. Make sure the relevant pages and databases are shared with your integration.")
+    );
+    let (status, _) = patch(
+        &addr,
+        "c0000000-0000-4000-8000-00000000dead",
+        "2025-09-03",
+        json!({}),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(
+        get(&addr, &format!("/v1/pages/{WPAGE}"))["properties"]["Price"]["number"],
+        3
+    );
+}
+
+#[test]
+fn text_over_2000_characters_or_100_items_is_refused() {
+    let addr = spawn_write();
+    let long = "é".repeat(2001);
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Notes": {"rich_text": [{"text": {"content": long}}]}}}),
+    );
+    assert_validation(
+        status,
+        &v,
+        "body failed validation: body.properties.Notes.rich_text[0].text.content.length should be ≤ `2000`, instead was `2001`.",
+    );
+    let items: Vec<Value> = (0..101)
+        .map(|i| json!({"text": {"content": format!("{i}")}}))
+        .collect();
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Name": {"title": items}}}),
+    );
+    assert_validation(
+        status,
+        &v,
+        "body failed validation: body.properties.Name.title.length should be ≤ `100`, instead was `101`.",
+    );
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Mail": {"email": "a".repeat(201)}}}),
+    );
+    assert_validation(
+        status,
+        &v,
+        "body failed validation: body.properties.Mail.email.length should be ≤ `200`, instead was `201`.",
+    );
+    // Exactly at the limits: accepted.
+    let items: Vec<Value> = (0..100)
+        .map(|_| json!({"text": {"content": "a".repeat(2000)}}))
+        .collect();
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Notes": {"rich_text": items}}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let got = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    assert_eq!(store::plain_text(prop(&got, "Notes")).len(), 200_000);
+    assert_eq!(store::plain_text(prop(&got, "Name")), "Buy milk");
+}
+
+#[test]
+fn unknown_select_options_are_created_unknown_status_options_refused() {
+    let addr = spawn_write();
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {
+            "Kind": {"select": {"name": "brand new"}},
+            "Tags": {"multi_select": [{"name": "x"}, {"name": "fresh"}]}
+        }}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(prop(&v, "Kind")["name"], "brand new");
+    let ds = get(&addr, &format!("/v1/data_sources/{WDS}"));
+    let names = |p: &str| -> Vec<String> {
+        ds["properties"][p]["select"]
+            .get("options")
+            .or_else(|| ds["properties"][p]["multi_select"].get("options"))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("Kind"), ["a", "b", "brand new"]);
+    assert_eq!(names("Tags"), ["x", "y", "fresh"]);
+    // The new option's id is the one the page carries, and the option can be chosen by id.
+    let opt = ds["properties"]["Kind"]["select"]["options"][2].clone();
+    assert_eq!(prop(&v, "Kind")["id"], opt["id"]);
+    let (status, v) = patch(
+        &addr,
+        WOTHER,
+        "2025-09-03",
+        json!({"properties": {"Kind": {"select": {"id": opt["id"]}}}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(prop(&v, "Kind")["name"], "brand new");
+    // An unknown option id is refused (Notion names the property by its id).
+    let (status, v) = patch(
+        &addr,
+        WOTHER,
+        "2025-09-03",
+        json!({"properties": {"Kind": {"select": {"id": "zzzz"}}}}),
+    );
+    let kind_id = crate::http::percent_decode(ds["properties"]["Kind"]["id"].as_str().unwrap());
+    assert_validation(
+        status,
+        &v,
+        &format!("{kind_id} is an invalid select option \"zzzz\"."),
+    );
+    // A status option must exist.
+    let before = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {
+            "Stage": {"status": {"name": "Blocked"}}, "Price": {"number": 99}
+        }}),
+    );
+    assert_validation(
+        status,
+        &v,
+        "Invalid status option. Status option \"Blocked\" does not exist\".",
+    );
+    let after = get(&addr, &format!("/v1/pages/{WPAGE}"));
+    assert_eq!(after["properties"], before["properties"]);
+    let ds = get(&addr, &format!("/v1/data_sources/{WDS}"));
+    assert_eq!(
+        ds["properties"]["Stage"]["status"]["options"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // A status cannot be emptied: null gives the first option back.
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Stage": {"status": null}}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(prop(&v, "Stage")["name"], "Not started");
+}
+
+#[test]
+fn created_pages_appear_in_queries_and_as_child_pages() {
+    let addr = spawn_write();
+    let body = json!({
+        "parent": {"data_source_id": WDS},
+        "properties": {"Name": {"title": rt("Fresh")}, "Price": {"number": 7}, "Kind": {"select": {"name": "c"}}},
+        "children": [
+            {"object": "block", "type": "heading_1", "heading_1": {"rich_text": rt("Top")}},
+            {"paragraph": {"rich_text": rt("Body"), "color": "blue"}},
+            {"to_do": {"rich_text": rt("Check"), "checked": true}},
+            {"bulleted_list_item": {"rich_text": rt("Item"), "children": [
+                {"numbered_list_item": {"rich_text": rt("Sub")}}
+            ]}}
+        ],
+        "icon": {"type": "emoji", "emoji": "🥛"},
+        "cover": {"type": "external", "external": {"url": "https://example.com/c.png"}}
+    });
+    let (status, page) = call(&addr, "POST", "/v1/pages", "2025-09-03", Some(body));
+    assert_eq!(status, 200, "{page}");
+    let id = page["id"].as_str().unwrap().to_string();
+    assert_eq!(store::norm_id(&id), id);
+    assert_ne!(id, WPAGE);
+    assert_eq!(page["object"], "page");
+    assert_eq!(
+        page["parent"],
+        json!({"type":"data_source_id","data_source_id":WDS})
+    );
+    assert_eq!(page["icon"], json!({"type":"emoji","emoji":"🥛"}));
+    assert_eq!(
+        page["cover"]["external"]["url"],
+        "https://example.com/c.png"
+    );
+    assert_eq!(page["created_by"]["id"], store::uuid_from("bot"));
+    assert_eq!(keys(&page), keys(&get(&addr, &format!("/v1/pages/{id}"))));
+    // Every property of the schema has a value; the unique id is the next one.
+    assert_eq!(prop(&page, "Notes"), &json!([]));
+    assert_eq!(prop(&page, "Done"), &json!(false));
+    assert_eq!(prop(&page, "Ref")["prefix"], "T");
+    assert_eq!(prop(&page, "Ref")["number"], 3);
+    let queried = query_page(&addr, &id).expect("the new page is in the query");
+    assert_eq!(store::plain_text(prop(&queried, "Name")), "Fresh");
+    assert_eq!(prop(&queried, "Price"), &json!(7));
+    assert_eq!(prop(&queried, "Kind")["name"], "c");
+    let kids = get(&addr, &format!("/v1/blocks/{id}/children"));
+    let types: Vec<&str> = kids["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["heading_1", "paragraph", "to_do", "bulleted_list_item"]
+    );
+    let r = &kids["results"];
+    assert_eq!(r[0]["heading_1"]["rich_text"][0]["plain_text"], "Top");
+    assert_eq!(r[1]["paragraph"]["color"], "blue");
+    assert_eq!(r[2]["to_do"]["checked"], true);
+    assert_eq!(r[3]["has_children"], true);
+    let sub = get(
+        &addr,
+        &format!("/v1/blocks/{}/children", r[3]["id"].as_str().unwrap()),
+    );
+    assert_eq!(
+        sub["results"][0]["numbered_list_item"]["rich_text"][0]["plain_text"],
+        "Sub"
+    );
+
+    // A database parent: on 2022-06-28, and on 2025-09-03 for a database with one data source.
+    for version in ["2022-06-28", "2025-09-03"] {
+        let (status, page) = call(
+            &addr,
+            "POST",
+            "/v1/pages",
+            version,
+            Some(
+                json!({"parent": {"type": "database_id", "database_id": WDB}, "properties": {"Name": {"title": rt(version)}}}),
+            ),
+        );
+        assert_eq!(status, 200, "{page}");
+        let id = page["id"].as_str().unwrap();
+        assert!(query_page(&addr, id).is_some());
+        if version == "2022-06-28" {
+            assert_eq!(
+                page["parent"],
+                json!({"type":"database_id","database_id":WDB})
+            );
+        }
+    }
+    let (status, v) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2022-06-28",
+        Some(json!({"parent": {"data_source_id": WDS}, "properties": {}})),
+    );
+    assert_validation(status, &v, &format!("body failed validation: body.parent.data_source_id should be not present, instead was `\"{WDS}\"`."));
+
+    // A page parent: a standalone sub-page, listed as a child_page block after the page's blocks.
+    let (status, sub) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(json!({
+            "parent": {"page_id": WHOME},
+            "properties": {"title": {"title": rt("Notes page")}},
+            "children": [{"paragraph": {"rich_text": rt("inside")}}]
+        })),
+    );
+    assert_eq!(status, 200, "{sub}");
+    let sub_id = sub["id"].as_str().unwrap();
+    assert_eq!(sub["parent"], json!({"type":"page_id","page_id":WHOME}));
+    assert_eq!(
+        sub["properties"]["title"]["title"][0]["plain_text"],
+        "Notes page"
+    );
+    let kids = get(&addr, &format!("/v1/blocks/{WHOME}/children"));
+    assert_eq!(titles(&kids), ["<paragraph>", "Notes page"]);
+    assert_eq!(kids["results"][1]["id"], sub_id);
+    assert_eq!(kids["results"][1]["type"], "child_page");
+    let inside = get(&addr, &format!("/v1/blocks/{sub_id}/children"));
+    assert_eq!(
+        inside["results"][0]["paragraph"]["rich_text"][0]["plain_text"],
+        "inside"
+    );
+    // Under a database page too.
+    let (status, _) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(json!({
+            "parent": {"page_id": WPAGE}, "properties": {"title": {"title": rt("Under a row")}}
+        })),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        titles(&get(&addr, &format!("/v1/blocks/{WPAGE}/children"))),
+        ["Under a row"]
+    );
+    // A standalone page has only `title`; a standalone page's title is PATCHed like a property.
+    let (status, v) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(json!({
+            "parent": {"page_id": WHOME}, "properties": {"Price": {"number": 1}}
+        })),
+    );
+    assert_validation(status, &v, "Price is not a property that exists.");
+    let (status, v) = patch(
+        &addr,
+        sub_id,
+        "2025-09-03",
+        json!({"properties": {"title": {"title": rt("Renamed")}}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        titles(&get(&addr, &format!("/v1/blocks/{WHOME}/children"))),
+        ["<paragraph>", "Renamed"]
+    );
+    // Refused creations create nothing.
+    let pages = admin_call(&addr, "GET", "state", json!({}))["pages"].clone();
+    for bad in [
+        json!({"parent": {"data_source_id": WDS}, "properties": {"Name": {"title": [{"text": {"content": "x".repeat(2001)}}]}}}),
+        json!({"parent": {"data_source_id": WDS}, "properties": {"Stage": {"status": {"name": "Nope"}}}}),
+        json!({"parent": {"data_source_id": WDS}, "children": [{"paragraph": {"rich_text": [{"text": {"content": "x".repeat(2001)}}]}}]}),
+        json!({"properties": {}}),
+    ] {
+        let (status, v) = call(&addr, "POST", "/v1/pages", "2025-09-03", Some(bad));
+        assert_eq!(
+            (status, v["code"].as_str()),
+            (400, Some("validation_error")),
+            "{v}"
+        );
+    }
+    let (_, v) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(json!({"parent": {"data_source_id": WDS},
+        "children": [{"paragraph": {"rich_text": [{"text": {"content": "x".repeat(2001)}}]}}]})),
+    );
+    assert_eq!(v["message"], "body failed validation: body.children[0].paragraph.rich_text[0].text.content.length should be ≤ `2000`, instead was `2001`.");
+    assert_eq!(admin_call(&addr, "GET", "state", json!({}))["pages"], pages);
+    let (status, v) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(json!({"parent": {"data_source_id": "d5000000-0000-4000-8000-00000000dead"}})),
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (404, Some("object_not_found"))
+    );
+}
+
+#[test]
+fn trash_through_patch_in_trash_or_archived() {
+    let addr = spawn_write();
+    let (status, v) = patch(&addr, WPAGE, "2025-09-03", json!({"in_trash": true}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["in_trash"].as_bool(), v["archived"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert!(
+        query_page(&addr, WPAGE).is_none(),
+        "trashed pages leave queries"
+    );
+    assert_eq!(get(&addr, &format!("/v1/pages/{WPAGE}"))["in_trash"], true);
+    // A page in trash cannot be edited, unless restored in the same request.
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Price": {"number": 5}}}),
+    );
+    assert_validation(
+        status,
+        &v,
+        "Can't edit block that is archived. You must unarchive the block before editing.",
+    );
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"in_trash": false, "properties": {"Price": {"number": 5}}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        query_page(&addr, WPAGE).map(|p| prop(&p, "Price").clone()),
+        Some(json!(5))
+    );
+    // 2022-06-28 names it `archived`; 2026-03-11 refuses that name.
+    let (status, v) = patch(&addr, WPAGE, "2022-06-28", json!({"archived": true}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["archived"], true);
+    assert!(query_page(&addr, WPAGE).is_none());
+    let (status, v) = patch(&addr, WPAGE, "2026-03-11", json!({"archived": false}));
+    assert_validation(
+        status,
+        &v,
+        "body failed validation: body.archived should be not present, instead was `false`.",
+    );
+    let (status, v) = patch(&addr, WPAGE, "2026-03-11", json!({"in_trash": false}));
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("archived").is_none());
+    // A standalone page: trashed, it leaves its parent's children.
+    let (_, sub) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(json!({"parent": {"page_id": WHOME}, "properties": {"title": {"title": rt("Temp")}}})),
+    );
+    let sub_id = sub["id"].as_str().unwrap();
+    let (status, _) = patch(&addr, sub_id, "2025-09-03", json!({"in_trash": true}));
+    assert_eq!(status, 200);
+    assert_eq!(
+        titles(&get(&addr, &format!("/v1/blocks/{WHOME}/children"))),
+        ["<paragraph>"]
+    );
+    // Icons and covers.
+    let (status, v) = patch(
+        &addr,
+        WHOME,
+        "2025-09-03",
+        json!({"icon": {"emoji": "🏠"}, "cover": null}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["icon"], json!({"type":"emoji","emoji":"🏠"}));
+}
+
+#[test]
+fn commit_then_status_applies_the_write_and_answers_an_error() {
+    let addr = spawn_write();
+    admin_call(
+        &addr,
+        "POST",
+        "faults",
+        json!({"faults": [
+            {"kind": "commit_then_status", "method": "PATCH", "path": "/v1/pages/", "count": 1}
+        ]}),
+    );
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Price": {"number": 11}}}),
+    );
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["object"], "error");
+    assert_eq!(v["code"], "service_unavailable");
+    assert!(v["request_id"].is_string());
+    assert!(v.get("additional_data").is_none());
+    assert_eq!(
+        prop(&get(&addr, &format!("/v1/pages/{WPAGE}")), "Price"),
+        &json!(11)
+    );
+    // The rule fired once; the next PATCH answers normally.
+    let (status, _) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Price": {"number": 12}}}),
+    );
+    assert_eq!(status, 200);
+    // A POST that committed: the page exists, its id in additional_data when asked for.
+    admin_call(
+        &addr,
+        "POST",
+        "faults",
+        json!({"faults": [
+            {"kind": "commit_then_status", "method": "POST", "path": "/v1/pages", "status": 504,
+             "committed_resource_id": true, "retry_guidance": "PgPoolWaitConnectionTimeout", "count": 1}
+        ]}),
+    );
+    let (status, v) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(
+            json!({"parent": {"data_source_id": WDS}, "properties": {"Name": {"title": rt("Ghost")}}}),
+        ),
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (504, Some("gateway_timeout")),
+        "{v}"
+    );
+    let created = v["additional_data"]["committed_resource_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        v["additional_data"]["retry_guidance"],
+        "PgPoolWaitConnectionTimeout"
+    );
+    let page = query_page(&addr, &created).expect("the page was created");
+    assert_eq!(store::plain_text(prop(&page, "Name")), "Ghost");
+    // A write that fails on its own is not committed, and answers its own error.
+    admin_call(
+        &addr,
+        "POST",
+        "faults",
+        json!({"faults": [{"kind": "commit_then_status", "method": "PATCH"}]}),
+    );
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Nope": {"number": 1}}}),
+    );
+    assert_validation(status, &v, "Nope is not a property that exists.");
+    // Queries the rule does not match are untouched.
+    assert!(query_page(&addr, WPAGE).is_some());
+}
+
+#[test]
+fn commit_then_drop_applies_the_write_and_closes_the_socket() {
+    let addr = spawn_write();
+    admin_call(
+        &addr,
+        "POST",
+        "faults",
+        json!({"faults": [
+            {"kind": "commit_then_drop", "method": "PATCH", "count": 1},
+            {"kind": "commit_then_drop", "method": "POST", "path": "/v1/pages", "count": 1}
+        ]}),
+    );
+    let out = call_raw(
+        &addr,
+        "PATCH",
+        &format!("/v1/pages/{WPAGE}"),
+        json!({"properties": {"Done": {"checkbox": true}}}),
+    );
+    assert!(
+        out.is_empty(),
+        "no answer: {}",
+        String::from_utf8_lossy(&out)
+    );
+    assert_eq!(
+        prop(&get(&addr, &format!("/v1/pages/{WPAGE}")), "Done"),
+        &json!(true)
+    );
+    let pages = admin_call(&addr, "GET", "state", json!({}))["pages"]
+        .as_u64()
+        .unwrap();
+    let out = call_raw(
+        &addr,
+        "POST",
+        "/v1/pages",
+        json!({"parent": {"data_source_id": WDS}, "properties": {"Name": {"title": rt("Dropped")}}}),
+    );
+    assert!(out.is_empty());
+    assert_eq!(
+        admin_call(&addr, "GET", "state", json!({}))["pages"]
+            .as_u64()
+            .unwrap(),
+        pages + 1
+    );
+    let log = admin_call(&addr, "GET", "requests", json!({}));
+    let last = log["requests"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["method"].as_str(), last["status"].as_u64()),
+        (Some("POST"), Some(0))
+    );
+}
+
+#[test]
+fn plain_status_faults_on_writes_do_not_apply_them() {
+    let addr = spawn_write();
+    admin_call(
+        &addr,
+        "POST",
+        "faults",
+        json!({"faults": [
+            {"kind": "status", "status": 409, "method": "PATCH", "count": 1},
+            {"kind": "status", "status": 429, "retry_after": 7, "rate_limit_reason": "public_api_request_rate_limit", "method": "PATCH", "count": 1},
+            {"kind": "status", "status": 500, "method": "POST", "path": "/v1/pages", "count": 1}
+        ]}),
+    );
+    let (status, v) = patch(
+        &addr,
+        WPAGE,
+        "2025-09-03",
+        json!({"properties": {"Price": {"number": 50}}}),
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (409, Some("conflict_error")),
+        "{v}"
+    );
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let payload = json!({"properties": {"Price": {"number": 51}}}).to_string();
+    write!(s, "PATCH /v1/pages/{WPAGE} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nNotion-Version: 2025-09-03\r\n\
+        Content-Length: {}\r\nConnection: close\r\n\r\n{payload}", payload.len()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 429"), "{out}");
+    assert!(out.contains("Retry-After: 7\r\n"), "{out}");
+    let body: Value = serde_json::from_str(out.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    assert_eq!(
+        body["additional_data"],
+        json!({"rate_limit_reason": "public_api_request_rate_limit", "retry_after": "7"})
+    );
+    let (status, v) = call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(
+            json!({"parent": {"data_source_id": WDS}, "properties": {"Name": {"title": rt("Never")}}}),
+        ),
+    );
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (500, Some("internal_server_error"))
+    );
+    assert_eq!(
+        prop(&get(&addr, &format!("/v1/pages/{WPAGE}")), "Price"),
+        &json!(3)
+    );
+    let (_, q) = call(
+        &addr,
+        "POST",
+        &format!("/v1/data_sources/{WDS}/query"),
+        "2025-09-03",
+        Some(json!({})),
+    );
+    assert_eq!(q["results"].as_array().unwrap().len(), 2, "nothing created");
+}
+
+#[test]
+fn the_request_log_keeps_the_bodies_of_writes() {
+    let addr = spawn_write();
+    admin_call(&addr, "DELETE", "requests", json!({}));
+    let sent = json!({"properties": {"Price": {"number": 8}}});
+    patch(&addr, WPAGE, "2025-09-03", sent.clone());
+    let created =
+        json!({"parent": {"data_source_id": WDS}, "properties": {"Name": {"title": rt("Logged")}}});
+    call(
+        &addr,
+        "POST",
+        "/v1/pages",
+        "2025-09-03",
+        Some(created.clone()),
+    );
+    get(&addr, &format!("/v1/pages/{WPAGE}"));
+    let log = admin_call(&addr, "GET", "requests", json!({}));
+    let list = log["requests"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[0]["method"], "PATCH");
+    assert_eq!(list[0]["path"], format!("/v1/pages/{WPAGE}"));
+    assert_eq!(list[0]["status"], 200);
+    assert_eq!(list[0]["body"], sent);
+    assert_eq!(list[0]["token"], TOKEN);
+    for k in ["time", "at_ms", "duration_ms"] {
+        assert!(list[0].get(k).is_some(), "{k}");
+    }
+    assert_eq!(list[1]["body"], created);
+    assert!(list[2].get("body").is_none(), "no body for GET");
+}
