@@ -39,7 +39,7 @@ const DEAD_AFTER: u32 = 3;
 const PAGE_READERS: usize = 6;
 
 /// How long a SQL call waits between steps of its job while requests are in flight.
-const STEP_WAIT: Duration = Duration::from_millis(2);
+const STEP_WAIT: Duration = Duration::from_millis(1);
 
 /// The mass-deletion guard applies from this many rows (or when a scan saw no page at all).
 const GUARD_MIN_ROWS: i64 = 10;
@@ -1471,7 +1471,9 @@ impl<'i> Job<'i> {
         let source = scan.sources[scan.index].clone();
         let body = client::query_body(scan.key, scan.from().as_deref(), cursor.as_deref());
         let want_schema = !self.run.volatile.contains_key(&source);
-        let mut client = self.run.client.detached(&self.run.lane.0);
+        // Its turn taken now if it can be: the next page of results then loads while this one
+        // is written, even when nothing pumps meanwhile.
+        let mut client = self.run.client.detached_now(&self.run.lane.0);
         Flight::spawn(move || {
             let result = client.query(&source, &body).map(|resp| {
                 let schema = (want_schema && has_formulas(&resp)).then(|| client.schema(&source));

@@ -173,6 +173,8 @@ pub struct Client<'a> {
     pub stats: Stats,
     interrupt: &'a Interrupt,
     lane: Option<Arc<Lane>>,
+    /// A turn taken for this client's first request when it was made (`detached_now`).
+    permit: Option<pool::Permit>,
 }
 
 /// (status, Retry-After seconds, the body parsed as JSON).
@@ -214,6 +216,7 @@ impl<'a> Client<'a> {
             stats: Stats::default(),
             interrupt,
             lane: None,
+            permit: None,
         })
     }
 
@@ -225,7 +228,19 @@ impl<'a> Client<'a> {
             stats: Stats::default(),
             interrupt: &no_interrupt,
             lane: Some(lane.clone()),
+            permit: None,
         }
+    }
+
+    /// `detached`, its first request's turn taken now when nobody waits for one (see
+    /// `pool::try_now`): what a prefetch uses, made on the process's own thread.
+    pub fn detached_now(&self, lane: &Arc<Lane>) -> Client<'static> {
+        let mut client = self.detached(lane);
+        if self.lane.is_none() {
+            let cfg = &self.cfg;
+            client.permit = pool::try_now(&cfg.token, cfg.rps, cfg.budget, cfg.max_in_flight);
+        }
+        client
     }
 
     /// On the process's own thread: grants waiting turns and checks for interrupts, for about
@@ -239,12 +254,15 @@ impl<'a> Client<'a> {
             if now >= end {
                 return;
             }
-            std::thread::sleep((end - now).min(Duration::from_millis(2)));
+            std::thread::sleep((end - now).min(Duration::from_millis(1)));
         }
     }
 
     /// The lane's turn for one request, or (on the process's own thread) one asked first.
-    fn turn(&self) -> Result<pool::Permit, ApiError> {
+    fn turn(&mut self) -> Result<pool::Permit, ApiError> {
+        if let Some(permit) = self.permit.take() {
+            return Ok(permit);
+        }
         match &self.lane {
             Some(lane) => pool::acquire(lane, &self.cfg.token, self.cfg.rps),
             None => Ok(pool::acquire_here(

@@ -138,6 +138,24 @@ pub fn acquire_here(
     }
 }
 
+/// On the process's own thread: a turn at once, when nobody waits for one and a slot and the
+/// token's budget allow it (a prefetch takes it, so that the request is in flight while the
+/// thread does its SPI work instead of waiting for the next `pump`); None otherwise.
+pub fn try_now(token: &str, rps: f64, budget: Budget, max_in_flight: usize) -> Option<Permit> {
+    let mut guard = gate();
+    let g = guard.get_or_insert_with(Gate::default);
+    let now = Instant::now();
+    let blocked = g.not_before.get(token).is_some_and(|t| *t > now);
+    if !g.asks.is_empty() || blocked || IN_FLIGHT.load(Ordering::SeqCst) >= max_in_flight.max(1) {
+        return None;
+    }
+    if budget(token, rps).is_some() {
+        return None;
+    }
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    Some(Permit(()))
+}
+
 /// What `pump` leaves: requests in flight and asks waiting (for `notion_sync.schedulers`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Load {
