@@ -237,9 +237,11 @@ pub(crate) fn read_known(sql: &str, user: &str, ids: &[String]) -> Result<Stored
 /// complete scan that saw `seen` would mark deleted: the mass-deletion guard's figures.
 pub fn deletion_counts(table: &str, user: &str, db: &str, seen: &[String]) -> Result<(i64, i64)> {
     let sql = format!(
-        "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (
-                  SELECT 1 FROM unnest($3::text[]) s(id) WHERE s.id = t.notion_page_id))
+        // A join, not a subquery in the FILTER: that one ran once per row (10,000 x 10,000
+        // comparisons made an unchanged re-sync of 10,000 pages 2.5x slower).
+        "SELECT count(*), count(*) FILTER (WHERE s.id IS NULL)
            FROM notion_sync.{table} t
+           LEFT JOIN unnest($3::text[]) s(id) ON s.id = t.notion_page_id
           WHERE t.user_id = $1 AND t.notion_database_id = $2 AND NOT t.in_trash"
     );
     let (live, gone) =
