@@ -318,8 +318,8 @@ def schedule_freshness(fake, dsn):
                         " WHERE notion_page_id = %s", (page,)).fetchone()[0] == str(value):
                     seen["ours"] = time.perf_counter() - t0
                 if "theirs" not in seen and conn.execute(
-                        "SELECT properties->'Rating'->'number' FROM baseline.notion_pages WHERE page_id = %s",
-                        (page,)).fetchone()[0] == value:
+                        "SELECT properties->>'Rating' FROM baseline.notion_pages WHERE page_id = %s",
+                        (page,)).fetchone()[0] == str(value):
                     seen["theirs"] = time.perf_counter() - t0
                 time.sleep(0.1)
             ours.append(seen.get("ours", 150))

@@ -26,6 +26,12 @@ def rows_per_user(conn):
     return dict(conn.execute("SELECT user_id, count(*) FROM notion_sync.notion_pages_sync GROUP BY 1").fetchall())
 
 
+def committed(conn):
+    """Rows committed, and how many of them are duplicates."""
+    return conn.execute("SELECT count(*), count(*) - count(DISTINCT (user_id, notion_page_id))"
+                        " FROM notion_sync.notion_pages_sync").fetchone()
+
+
 def test_forty_users_sync_side_by_side(wcluster, wdb, fake):
     users = many_users(fake, wdb, 40, 300)
     real_api(fake, wdb)
@@ -51,15 +57,15 @@ def test_forty_users_sync_side_by_side(wcluster, wdb, fake):
 
 
 def test_a_big_first_sync_does_not_hold_up_the_small_ones(wcluster, wdb, fake):
-    users = many_users(fake, wdb, 20, 100, big=3000)
+    users = many_users(fake, wdb, 20, 100, big=20000)
     real_api(fake, wdb)
     try:
-        ends = burst(wdb, users, timeout=180)
+        ends = burst(wdb, users, timeout=240)
     finally:
         loopback(fake, wdb)
     small = max(t for u, t in ends.items() if u != "u0")
-    print(f"\nFIGURE 19 users x 100 pages beside one first sync of 3,000 pages: the small ones done in "
-          f"{small:.1f} s, the big one in {ends['u0']:.1f} s")
+    print(f"\nFIGURE 19 users x 100 pages beside one first sync of 20,000 pages: the small ones done in "
+          f"{small:.1f} s, the big one in {ends['u0']:.1f} s (201 requests at 3/s: 67 s at least)")
     assert small < ends["u0"]
     # A small sync takes 2 requests; it waits for at most a few turns of the others.
     assert small < 10
@@ -96,6 +102,34 @@ def test_webhooks_stay_fast_while_forty_syncs_run(wcluster, wdb, fake):
     assert p50 < 1
 
 
+def test_sigterm_mid_burst_loses_nothing(wcluster, wdb, fake):
+    users = many_users(fake, wdb, 20, 300)
+    real_api(fake, wdb)
+    try:
+        due(wdb, users)
+        assert wait_for(lambda: wdb.execute("SELECT count(*) FROM notion_sync.notion_pages_sync").fetchone()[0] >= 500,
+                        60, step=0.05)
+        pid = wdb.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'notion_sync scheduler'"
+                          " AND datname = 'postgres'").fetchone()[0]
+        t0 = time.monotonic()
+        wdb.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert wait_for(lambda: not wdb.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone(),
+                        10, step=0.02)
+        gone = time.monotonic() - t0
+        cut, dup = committed(wdb)
+        # The scheduler comes back (the launcher restarts it) and closes the cut runs.
+        assert wait_for(lambda: wdb.execute(
+            "SELECT count(*) = 0 FROM notion_sync.sync_runs WHERE status = 'running'").fetchone()[0], 30)
+        burst(wdb, users)
+        counts = rows_per_user(wdb)
+    finally:
+        loopback(fake, wdb)
+    print(f"\nFIGURE SIGTERM in a burst of 20 syncs: the scheduler gone in {gone * 1000:.0f} ms, {cut} of 6000 rows "
+          f"committed, duplicates {dup}; after the restart every user has {set(counts.values())} rows")
+    assert gone < 2 and 0 < cut < 6000 and dup == 0
+    assert all(counts.get(u) == 300 for u in users), counts
+
+
 def test_immediate_shutdown_mid_burst_loses_nothing(wcluster, wdb, fake):
     users = many_users(fake, wdb, 20, 300)
     real_api(fake, wdb)
@@ -108,9 +142,7 @@ def test_immediate_shutdown_mid_burst_loses_nothing(wcluster, wdb, fake):
         wcluster.stop("immediate")
         wcluster.start()
         with connect(wcluster) as conn:
-            cut = sum(rows_per_user(conn).values())
-            dup = conn.execute("SELECT count(*) - count(DISTINCT (user_id, notion_page_id))"
-                               " FROM notion_sync.notion_pages_sync").fetchone()[0]
+            cut, dup = committed(conn)
             conn.execute("ALTER SYSTEM RESET notion_sync.worker_enabled")
             conn.execute("SELECT pg_reload_conf()")
             assert wait_for(lambda: conn.execute(

@@ -403,6 +403,20 @@ pub struct Store {
 }
 
 impl Store {
+    /// A seed page's created and edited times (edited defaults to created, created to `now`) and
+    /// author (the integration's bot by default).
+    fn seed_stamps(&self, p: &Value, now: i64) -> (i64, i64, String) {
+        let time = |k: &str| p.get(k).and_then(|v| v.as_str()).and_then(parse_time);
+        let created = time("created_time").unwrap_or(now);
+        let edited = time("last_edited_time").unwrap_or(created);
+        let author = p
+            .get("created_by")
+            .and_then(|v| v.as_str())
+            .map(norm_id)
+            .unwrap_or_else(|| self.bot_id.clone());
+        (created, edited, author)
+    }
+
     pub fn load(seed: &Value) -> Result<Store, String> {
         let mut st = Store {
             bot_id: uuid_from("bot"),
@@ -634,21 +648,7 @@ impl Store {
         if parent_page_id.as_deref() == Some(id.as_str()) {
             return Err(format!("page {id} cannot be its own parent"));
         }
-        let created = p
-            .get("created_time")
-            .and_then(|v| v.as_str())
-            .and_then(parse_time)
-            .unwrap_or(now);
-        let edited = p
-            .get("last_edited_time")
-            .and_then(|v| v.as_str())
-            .and_then(parse_time)
-            .unwrap_or(created);
-        let author = p
-            .get("created_by")
-            .and_then(|v| v.as_str())
-            .map(norm_id)
-            .unwrap_or_else(|| self.bot_id.clone());
+        let (created, edited, author) = self.seed_stamps(p, now);
         let children = match p.get("children").and_then(|v| v.as_array()) {
             Some(kids) => {
                 let parent = json!({"type":"page_id","page_id":id});
@@ -926,21 +926,7 @@ impl Store {
             .map(norm_id)
             .unwrap_or_else(|| uuid_from(&format!("page:{ds_id}:{seq}:{}", now_ms())));
         let now = now_ms();
-        let created = p
-            .get("created_time")
-            .and_then(|v| v.as_str())
-            .and_then(parse_time)
-            .unwrap_or(now);
-        let edited = p
-            .get("last_edited_time")
-            .and_then(|v| v.as_str())
-            .and_then(parse_time)
-            .unwrap_or(created);
-        let author = p
-            .get("created_by")
-            .and_then(|v| v.as_str())
-            .map(norm_id)
-            .unwrap_or_else(|| self.bot_id.clone());
+        let (created, edited, author) = self.seed_stamps(p, now);
         self.pages.insert(
             id.clone(),
             Page {
