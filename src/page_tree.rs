@@ -45,8 +45,12 @@ pub struct Walked {
     pub subpages: Vec<Value>,
 }
 
-/// A batch read, each page or (its id, the error), and the requests it took.
-pub type WalkOut = (Vec<std::result::Result<Walked, (String, ApiError)>>, Stats);
+/// A page that could not be read: its id, its edit time (epoch ms; the watermark stays before
+/// it), the error.
+pub type Unread = (String, Option<i64>, ApiError);
+
+/// A batch read, each page or why not, and the requests it took.
+pub type WalkOut = (Vec<std::result::Result<Walked, Unread>>, Stats);
 
 /// A page's title from its page object (`properties.title`) or its `child_page` block.
 pub fn title(page: &Value) -> String {
@@ -83,11 +87,16 @@ pub fn page_from_block(block: &Value) -> Value {
     })
 }
 
-/// The parent page id of a page object or block (None under the workspace or a database).
+/// The parent page id of a page object or block (None under the workspace, a database or a block).
 pub fn parent_page(page: &Value) -> Option<String> {
     page.pointer("/parent/page_id")
         .and_then(|p| p.as_str())
         .map(String::from)
+}
+
+/// Whether a page sits at the top of the workspace (not under a page, a database or a block).
+pub fn top_level(page: &Value) -> bool {
+    page.pointer("/parent/type").and_then(|t| t.as_str()) == Some("workspace")
 }
 
 /// Whether a page object sits in a database (search gives those too).
@@ -213,6 +222,11 @@ fn read_batch(clients: Vec<Client<'static>>, items: Vec<Item>, depth: u32) -> Wa
                     let Some((i, item)) = next else { break };
                     let id = item.page.get("id").and_then(|v| v.as_str()).unwrap_or("");
                     let id = id.to_string();
+                    let edited = item
+                        .page
+                        .get("last_edited_time")
+                        .and_then(|t| t.as_str())
+                        .and_then(ms);
                     let r = match client.page_text_and_subpages(&id, depth) {
                         Ok((body, subpages)) => Ok(Walked {
                             page: item.page,
@@ -221,7 +235,7 @@ fn read_batch(clients: Vec<Client<'static>>, items: Vec<Item>, depth: u32) -> Wa
                             depth: item.depth,
                             subpages,
                         }),
-                        Err(e) => Err((id, e)),
+                        Err(e) => Err((id, edited, e)),
                     };
                     out.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
                 }
@@ -303,20 +317,19 @@ pub fn take_search(walk: &mut Walk, resp: &Value, user: &str, tree: &str) -> Res
     for page in fresh {
         let id = page["id"].as_str().unwrap_or_default().to_string();
         let parent = parent_page(&page);
-        let item = match (stored.get(&id), parent.as_ref().and_then(|p| stored.get(p))) {
-            // Stored already: where it is.
-            (Some(s), _) => Some((s.place.clone(), s.depth)),
-            // Its parent is in the tree: one level under it.
-            (None, Some(p)) => {
+        // Where it is now decides: under a parent of the tree (it may have moved there), the
+        // tree's root, a top-level page of the workspace's tree; else it is not (or no longer) in
+        // the tree, and the next full walk marks it.
+        let item = match parent.as_ref().and_then(|p| stored.get(p)) {
+            Some(p) => {
                 let mut path = p.place.path.clone();
                 path.push(p.title.clone());
                 Some((Place { parent, path }, p.depth + 1))
             }
-            // The tree's root itself, or a top-level page of the workspace.
-            (None, None) if id == tree || (tree == WORKSPACE && parent.is_none()) => {
+            None if id == tree || (tree == WORKSPACE && top_level(&page)) => {
                 Some((Place::default(), 0))
             }
-            _ => None,
+            None => None,
         };
         if let Some((place, depth)) = item.filter(|(_, d)| *d <= walk.max_depth) {
             walk.queue(page, place, depth);

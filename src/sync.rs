@@ -912,6 +912,44 @@ impl Scan {
     }
 }
 
+/// The runs a scheduler has going: scanning (`jobs`), and starting (their data sources being read
+/// on a helper thread).
+#[derive(Default)]
+pub struct Runs<'i> {
+    pub jobs: Vec<Job<'i>>,
+    pub starting: Vec<(Opening<'i>, Flight<SourcesOut>)>,
+}
+
+impl<'i> Runs<'i> {
+    /// Whether a run of this database is going here.
+    pub fn busy(&self, user: &str, db: &str) -> bool {
+        self.jobs.iter().any(|j| j.syncs(user, db))
+            || self
+                .starting
+                .iter()
+                .any(|(o, _)| o.req.user == user && o.req.db == db)
+    }
+
+    /// Records a run and starts reading its data sources (no wait). A database this scheduler
+    /// syncs already gets a `skipped` run. Ok(Ok(run id)) when it started.
+    pub fn open(
+        &mut self,
+        req: &SyncRequest,
+        interrupt: &'i Interrupt,
+    ) -> Result<Result<i64, Box<Outcome>>, SyncError> {
+        let busy = self.busy(&req.user, &req.db);
+        match open_run(req, Txn::PerBatch, interrupt, busy)? {
+            Ok(opening) => {
+                let id = opening.record.id;
+                let flight = opening.read_sources();
+                self.starting.push((opening, flight));
+                Ok(Ok(id))
+            }
+            Err(done) => Ok(Err(done)),
+        }
+    }
+}
+
 /// One sync of one database, run step by step so the worker can interleave the databases of
 /// several users: a step never waits for Notion, it looks whether what is in flight has come.
 pub struct Job<'i> {
@@ -991,7 +1029,7 @@ fn make_target(
 /// The one transaction before any HTTP: schema version, token, registration, run lock, run row,
 /// and (while the lock is held) a mapped table's column map, checked again at every run since the
 /// table may have changed.
-fn open(req: &SyncRequest, txn: Txn, started: Instant) -> Result<Opened, SyncError> {
+fn open(req: &SyncRequest, txn: Txn, started: Instant, busy: bool) -> Result<Opened, SyncError> {
     storage::check_version()?;
     let user = req.user.as_str();
     let token = storage::token(user)?.ok_or_else(|| SyncError::MissingToken(user.to_string()))?;
@@ -1005,7 +1043,8 @@ fn open(req: &SyncRequest, txn: Txn, started: Instant) -> Result<Opened, SyncErr
     // One run per database at a time: a SQL call waits for a running one (cancellable), the
     // worker skips and records the skip.
     let lock = runs::lock_key(user, &req.db);
-    let locked = runs::lock_run(lock, txn == Txn::Caller)?;
+    // `busy`: this scheduler runs it already (its session lock would be taken again).
+    let locked = !busy && runs::lock_run(lock, txn == Txn::Caller)?;
     let status = if locked {
         RunStatus::Running
     } else {
@@ -1134,12 +1173,13 @@ fn read_sources(
 /// Checks the token, records the run. `Err` only for a missing token (and the schema check;
 /// nothing recorded); every later failure is recorded in the run. `Done` for a run that ended
 /// already (skipped, or no client).
-pub fn open_run<'i>(
+fn open_run<'i>(
     req: &SyncRequest,
     txn: Txn,
     interrupt: &'i Interrupt,
+    busy: bool,
 ) -> Result<Result<Opening<'i>, Box<Outcome>>, SyncError> {
-    let opened = txn.run(|| open(req, txn, Instant::now()))?;
+    let opened = txn.run(|| open(req, txn, Instant::now(), busy))?;
     let Opened {
         token,
         reg,
@@ -1269,7 +1309,7 @@ pub fn start<'i>(
     txn: Txn,
     interrupt: &'i Interrupt,
 ) -> Result<Started<'i>, SyncError> {
-    match open_run(req, txn, interrupt)? {
+    match open_run(req, txn, interrupt, false)? {
         Err(o) => Ok(Started::Done(o)),
         Ok(mut opening) => {
             let sources = opening.sources_here();
@@ -1314,10 +1354,6 @@ impl<'i> Job<'i> {
 
     pub fn syncs(&self, user: &str, db: &str) -> bool {
         self.record.user == user && self.record.db == db
-    }
-
-    pub fn run_id(&self) -> i64 {
-        self.record.id
     }
 
     /// Ends the run as failed after an error the engine did not return (a Postgres ERROR).
@@ -1434,9 +1470,9 @@ impl<'i> Job<'i> {
                     }
                     pages.push(w.page);
                 }
-                Err((id, e)) => {
+                Err((id, edited, e)) => {
                     self.scan.complete = false;
-                    self.run.read_failed(&id, None, "reading the page", e)?;
+                    self.run.read_failed(&id, edited, "reading the page", e)?;
                 }
             }
         }
@@ -1785,6 +1821,9 @@ fn apply_tree_page(
     txn: Txn,
 ) -> Result<String, SyncError> {
     let parent = page_tree::parent_page(&page);
+    if parent.is_none() && !page_tree::top_level(&page) {
+        return Ok("ignored: the page sits under a block, in no registered page tree".into());
+    }
     let found = txn.run(|| page_tree::tree_of(user, page_id, parent.as_deref()))?;
     let Some((tree, place, depth, max_depth)) = found else {
         return Ok("ignored: the page is in no registered database or page tree".into());

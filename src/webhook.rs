@@ -7,7 +7,7 @@ use crate::error::SyncError;
 use crate::notion::client::Interrupt;
 use crate::shmem;
 use crate::storage::queue::{Event, Settled};
-use crate::sync::{self, Job, Mode, Started, SyncRequest, Trigger, Txn};
+use crate::sync::{self, Mode, Runs, SyncRequest, Trigger, Txn};
 use hmac::{Hmac, Mac};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -217,7 +217,7 @@ const MAX_ATTEMPTS: i32 = 5;
 /// database is being synced). A database event starts an incremental sync, a job of `jobs`.
 pub fn apply(
     ev: &Event,
-    jobs: &mut Vec<Job<'static>>,
+    runs: &mut Runs<'static>,
     interrupt: &'static Interrupt,
 ) -> Result<Option<String>, String> {
     let entity = ev.entity.as_deref().unwrap_or_default();
@@ -230,7 +230,7 @@ pub fn apply(
         Action::Page { content } => page(content),
         // Notion is asked whether the page is in trash: a forged or stale event changes nothing.
         Action::PageDeleted => page(false),
-        Action::Database => sync_database(ev, entity, jobs, interrupt),
+        Action::Database => sync_database(ev, entity, runs, interrupt),
         Action::Ignore => Ok(Some(format!("ignored: {} is not used", ev.kind))),
     }
 }
@@ -239,7 +239,7 @@ pub fn apply(
 fn sync_database(
     ev: &Event,
     entity: &str,
-    jobs: &mut Vec<Job<'static>>,
+    runs: &mut Runs<'static>,
     interrupt: &'static Interrupt,
 ) -> Result<Option<String>, String> {
     let (user, kind) = (ev.user.as_str(), ev.kind.as_str());
@@ -255,7 +255,7 @@ fn sync_database(
             "ignored: no registered database for {kind} on {entity}"
         )));
     };
-    if jobs.iter().any(|j| j.syncs(user, &db)) {
+    if runs.busy(user, &db) {
         return Ok(None);
     }
     // The schema changed: typed views follow at once (an incremental sync does not read it).
@@ -263,15 +263,12 @@ fn sync_database(
         sync::refresh_typed_views(user, &db, Txn::PerBatch, interrupt)
             .map_err(|e| e.to_string())?;
     }
+    // Its data sources are read on a helper thread: the scheduler goes on meanwhile.
     let started = SyncRequest::new(user, &db, None, Mode::Incremental, None, Trigger::Webhook)
-        .and_then(|req| sync::start(&req, Txn::PerBatch, interrupt));
+        .and_then(|req| runs.open(&req, interrupt));
     match started {
-        Ok(Started::Running(job)) => {
-            let note = format!("incremental sync started (run {})", job.run_id());
-            jobs.push(*job);
-            Ok(Some(note))
-        }
-        Ok(Started::Done(o)) => Ok(Some(format!(
+        Ok(Ok(id)) => Ok(Some(format!("incremental sync started (run {id})"))),
+        Ok(Err(o)) => Ok(Some(format!(
             "sync run {} ended at once: {}",
             o.run_id.unwrap_or_default(),
             o.status.as_str()

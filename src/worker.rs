@@ -8,10 +8,10 @@
 //! `Txn::PerBatch` mode, one short transaction per page of results.
 
 use crate::gucs;
-use crate::notion::pool::{self, Flight};
+use crate::notion::pool;
 use crate::storage::schedules::{self, Due};
 use crate::storage::{self, queue, runs};
-use crate::sync::{self, Job, Mode, Opening, SourcesOut, Started, SyncRequest, Trigger, Txn};
+use crate::sync::{Mode, Runs, Started, SyncRequest, Trigger, Txn};
 use crate::webhook;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -70,8 +70,7 @@ pub extern "C-unwind" fn notion_sync_worker_main(arg: pg_sys::Datum) {
     tx(storage::pin_search_path).unwrap_or_else(|e| warning!("notion_sync worker: {e}"));
     log!("notion_sync worker: started for database {dbname:?}");
     let mut w = Worker {
-        jobs: vec![],
-        starting: vec![],
+        runs: Runs::default(),
         ready: false,
         waiting_for: None,
         next_due_check: Instant::now(),
@@ -108,9 +107,7 @@ enum Busy {
 }
 
 struct Worker {
-    jobs: Vec<Job<'static>>,
-    /// Runs recorded whose data sources are being read.
-    starting: Vec<(Opening<'static>, Flight<SourcesOut>)>,
+    runs: Runs<'static>,
     ready: bool,
     /// The installed version the worker waits to see updated (logged once).
     waiting_for: Option<String>,
@@ -157,12 +154,12 @@ impl Worker {
         // applied between two steps, not after the round.
         let mut working = false;
         let mut i = 0;
-        while i < self.jobs.len() {
+        while i < self.runs.jobs.len() {
             if crate::shmem::wakes() != self.wakes {
                 self.wakes = crate::shmem::wakes();
                 self.events();
             }
-            let job = &mut self.jobs[i];
+            let job = &mut self.runs.jobs[i];
             let done = match guarded(|| job.step()) {
                 Ok(done) => done,
                 Err(e) => {
@@ -171,22 +168,22 @@ impl Worker {
                 }
             };
             if done {
-                let job = self.jobs.remove(i);
+                let job = self.runs.jobs.remove(i);
                 let label = job.label();
                 if let Err(e) = guarded(move || job.finish()) {
                     warning!("notion_sync worker: finishing the run of {label} failed: {e}");
                 }
             } else {
-                working |= !self.jobs[i].waiting();
+                working |= !self.runs.jobs[i].waiting();
                 i += 1;
             }
         }
         let load = pool::load();
-        let running = (self.jobs.len() + self.starting.len()) as i32;
+        let running = (self.runs.jobs.len() + self.runs.starting.len()) as i32;
         crate::launcher::report(running, load.in_flight as i32, load.waiting as i32);
         if working {
             Busy::Working
-        } else if self.jobs.is_empty() && self.starting.is_empty() {
+        } else if self.runs.jobs.is_empty() && self.runs.starting.is_empty() {
             Busy::Idle
         } else {
             Busy::Waiting
@@ -207,16 +204,16 @@ impl Worker {
     /// Runs whose data sources came in start their scan (or end, recorded, if that failed).
     fn begin_started(&mut self) {
         let mut i = 0;
-        while i < self.starting.len() {
-            let Some(sources) = self.starting[i].1.take() else {
+        while i < self.runs.starting.len() {
+            let Some(sources) = self.runs.starting[i].1.take() else {
                 i += 1;
                 continue;
             };
-            let (opening, _) = self.starting.swap_remove(i);
+            let (opening, _) = self.runs.starting.swap_remove(i);
             let label = opening.label();
             let sources = sources.unwrap_or_else(|e| (Err(e), Default::default()));
             match guarded(move || opening.begin(sources)) {
-                Ok(Ok(Started::Running(job))) => self.jobs.push(*job),
+                Ok(Ok(Started::Running(job))) => self.runs.jobs.push(*job),
                 Ok(Ok(Started::Done(_))) => {}
                 Ok(Err(e)) => warning!("notion_sync worker: {label}: {e}"),
                 Err(e) => warning!("notion_sync worker: starting {label} failed: {e}"),
@@ -264,16 +261,13 @@ impl Worker {
         });
         for Due { user, db, full, .. } in due.into_iter().filter(|d| d.due) {
             let mode = if full { Mode::Full } else { Mode::Incremental };
+            let runs = &mut self.runs;
             let opened = guarded(|| {
                 let req = SyncRequest::new(&user, &db, None, mode, None, Trigger::Schedule)?;
-                sync::open_run(&req, Txn::PerBatch, &interrupt)
+                runs.open(&req, &interrupt)
             });
             match opened {
-                Ok(Ok(Ok(opening))) => {
-                    let flight = opening.read_sources();
-                    self.starting.push((opening, flight));
-                }
-                Ok(Ok(Err(_done))) => {}
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => warning!("notion_sync worker: {user}/{db}: {e}"),
                 Err(e) => warning!("notion_sync worker: starting {user}/{db} failed: {e}"),
             }
@@ -289,7 +283,7 @@ impl Worker {
         let full = events.len() >= BATCH;
         for ev in events {
             let result =
-                guarded(|| webhook::apply(&ev, &mut self.jobs, &interrupt)).and_then(|r| r);
+                guarded(|| webhook::apply(&ev, &mut self.runs, &interrupt)).and_then(|r| r);
             let settled = webhook::settled(&ev, result);
             tx(|| queue::settle(&ev.id, &settled))
                 .unwrap_or_else(|e| warning!("notion_sync worker: webhook event {}: {e}", ev.id));

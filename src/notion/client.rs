@@ -346,12 +346,15 @@ impl<'a> Client<'a> {
     /// Waits for an exchange; on the process's own thread it pumps and checks for interrupts
     /// every few ms meanwhile.
     fn wait(&self, rx: mpsc::Receiver<Exchange>) -> Exchange {
-        let slice = match self.lane {
-            Some(_) => Duration::from_secs(3600),
-            None => Duration::from_millis(2),
-        };
         loop {
-            match rx.recv_timeout(slice) {
+            // A helper thread waits for its answer (bounded by the HTTP timeout) and never pumps:
+            // the budget lives in shared memory, which only the process's own thread may touch.
+            if self.lane.is_some() {
+                return rx
+                    .recv()
+                    .unwrap_or_else(|_| Err(ApiError::Transport("request thread ended".into())));
+            }
+            match rx.recv_timeout(Duration::from_millis(2)) {
                 Ok(r) => return r,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     pool::pump(self.cfg.budget, self.cfg.max_in_flight);

@@ -180,7 +180,10 @@ pub fn pump(budget: Budget, max_in_flight: usize) -> Load {
             continue;
         }
         let a = g.asks.remove(i);
-        g.last = a.lane;
+        // The process's own asks go first without moving the round of the lanes.
+        if a.lane != OWN_LANE {
+            g.last = a.lane;
+        }
         IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
         if a.grant.send(()).is_err() {
             // The asker is gone (its thread ended): the turn is not taken.

@@ -88,6 +88,16 @@ def test_incremental_reads_only_what_was_edited_and_finds_new_sub_pages(db, fake
     assert "Scratch 2" not in tree(db)
 
 
+def test_a_page_moved_in_the_tree_gets_its_new_place_incrementally(db, fake):
+    wiki(fake, db)
+    db.execute("SELECT notion_sync.register_pages('wren', %s, 'manual')", (HANDBOOK,))
+    sync(db, HANDBOOK)
+    fake.admin("PATCH", f"pages/{FIRST_WEEK}", {"move_to": {"page_id": POLICIES}})
+    status, *_ = sync(db, HANDBOOK, "incremental")
+    assert status == "succeeded"
+    assert tree(db)["First week"][:2] == (POLICIES, ["Handbook", "Policies"])
+
+
 def test_deletions_only_from_a_complete_walk(db, fake):
     wiki(fake, db)
     db.execute("SELECT notion_sync.register_pages('wren', %s, 'manual')", (HANDBOOK,))
