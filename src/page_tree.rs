@@ -304,15 +304,8 @@ pub fn take_search(walk: &mut Walk, resp: &Value, user: &str, tree: &str) -> Res
             fresh.push(p.clone());
         }
     }
-    let ids: Vec<String> = fresh
-        .iter()
-        .filter_map(parent_page)
-        .chain(
-            fresh
-                .iter()
-                .filter_map(|p| p["id"].as_str().map(String::from)),
-        )
-        .collect();
+    // Where a page goes is decided by its current parent: only parents are looked up.
+    let ids: Vec<String> = fresh.iter().filter_map(parent_page).collect();
     let stored = tree_places(user, tree, &ids)?;
     for page in fresh {
         let id = page["id"].as_str().unwrap_or_default().to_string();

@@ -1794,20 +1794,31 @@ pub fn apply_page(
         ));
     };
     let mut target = make_target(&reg.target_table, mapping, user, &db, &reg.database_name);
-    if page.get("in_trash").or_else(|| page.get("archived")) == Some(&Value::Bool(true)) {
+    if in_trash(&page) {
         let n = txn.run(|| target.trash(&page_id))?;
         return Ok(format!("in trash in Notion: {n} row(s) marked in trash"));
     }
     let mut run = Run::new(client, txn, target, user, &db, content);
     run.keep_body = !content;
-    run.batch(std::slice::from_ref(&page), false)?;
+    refetched(run, &page, &reg.target_table)
+}
+
+/// Whether a page object is in trash (`archived` before 2025-09-03).
+fn in_trash(page: &Value) -> bool {
+    page.get("in_trash").or_else(|| page.get("archived")) == Some(&Value::Bool(true))
+}
+
+/// A webhook's page, read again, through the stages of `run`; what happened, for the event.
+fn refetched(mut run: Run, page: &Value, label: &str) -> Result<String, SyncError> {
+    run.batch(std::slice::from_ref(page), false)?;
     if let Some((_, e)) = run.errors.first() {
-        return Err(SyncError::Storage(format!("page {page_id}: {e}")));
+        let id = page.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+        return Err(SyncError::Storage(format!("page {id}: {e}")));
     }
     let c = run.counts;
     Ok(format!(
-        "{}: created {}, updated {}, unchanged {}",
-        reg.target_table, c.created, c.updated, c.skipped
+        "{label}: created {}, updated {}, unchanged {}",
+        c.created, c.updated, c.skipped
     ))
 }
 
@@ -1839,7 +1850,7 @@ fn apply_tree_page(
         ));
     }
     let mut target = make_target(&reg.target_table, None, user, &tree, &reg.database_name);
-    if page.get("in_trash") == Some(&Value::Bool(true)) {
+    if in_trash(&page) {
         let n = txn.run(|| target.trash(page_id))?;
         return Ok(format!("in trash in Notion: {n} row(s) marked in trash"));
     }
@@ -1849,15 +1860,7 @@ fn apply_tree_page(
         .map_err(|e| page_error(e, user, page_id))?;
     let mut run = Run::new(client, txn, target, user, &tree, false);
     run.walked.insert(page_id.to_string(), (body, place));
-    run.batch(std::slice::from_ref(&page), false)?;
-    if let Some((_, e)) = run.errors.first() {
-        return Err(SyncError::Storage(format!("page {page_id}: {e}")));
-    }
-    let c = run.counts;
-    Ok(format!(
-        "page tree {tree}: created {}, updated {}, unchanged {}",
-        c.created, c.updated, c.skipped
-    ))
+    refetched(run, &page, &format!("page tree {tree}"))
 }
 
 /// One sync of one database inside the caller's transaction (the SQL functions).

@@ -102,13 +102,19 @@ def test_webhooks_stay_fast_while_forty_syncs_run(wcluster, wdb, fake):
     assert p50 < 1
 
 
+def mid_burst(fake, conn):
+    """20 users x 300 pages due at once under real conditions; returns once 500 rows are in."""
+    users = many_users(fake, conn, 20, 300)
+    real_api(fake, conn)
+    due(conn, users)
+    assert wait_for(lambda: conn.execute("SELECT count(*) FROM notion_sync.notion_pages_sync").fetchone()[0] >= 500,
+                    60, step=0.05)
+    return users
+
+
 def test_sigterm_mid_burst_loses_nothing(wcluster, wdb, fake):
-    users = many_users(fake, wdb, 20, 300)
-    real_api(fake, wdb)
+    users = mid_burst(fake, wdb)
     try:
-        due(wdb, users)
-        assert wait_for(lambda: wdb.execute("SELECT count(*) FROM notion_sync.notion_pages_sync").fetchone()[0] >= 500,
-                        60, step=0.05)
         pid = wdb.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'notion_sync scheduler'"
                           " AND datname = 'postgres'").fetchone()[0]
         t0 = time.monotonic()
@@ -131,12 +137,8 @@ def test_sigterm_mid_burst_loses_nothing(wcluster, wdb, fake):
 
 
 def test_immediate_shutdown_mid_burst_loses_nothing(wcluster, wdb, fake):
-    users = many_users(fake, wdb, 20, 300)
-    real_api(fake, wdb)
+    users = mid_burst(fake, wdb)
     try:
-        due(wdb, users)
-        assert wait_for(lambda: wdb.execute("SELECT count(*) FROM notion_sync.notion_pages_sync").fetchone()[0] >= 500,
-                        60, step=0.05)
         wdb.execute("ALTER SYSTEM SET notion_sync.worker_enabled = off")
         wdb.close()
         wcluster.stop("immediate")
