@@ -414,7 +414,115 @@ def real_table(real):
     return "\n".join(lines)
 
 
+def writeback_bench(fake, dsn):
+    """Write-back (issue 17), with the worker: the trigger's cost per row on a 10,000-row UPDATE (no
+    trigger, write-back not enabled, enabled: each row queued), commit-to-Notion latency for single
+    edits at 0 and BENCH_LATENCY_MS (250) ms per response (debounce 0: the default 1 s window adds
+    up to 1 s), requests per change, and changes per minute at 3 requests/s on both sides against the
+    physical limit (3/s over the requests a change takes)."""
+    latency = int(os.environ.get("BENCH_LATENCY_MS", "250"))
+    out = {}
+    seed(fake, 10000)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("TRUNCATE notion_sync.notion_pages_sync, notion_sync.databases, notion_sync.sync_runs,"
+                     " notion_sync.outbox, notion_sync.writeback CASCADE")
+        conn.execute("SELECT notion_sync.register_database('bench', %s, 'Bench', 'manual')", (DB,))
+        run(conn, "full")
+        upd = ("UPDATE notion_sync.notion_pages_sync SET properties = jsonb_set(properties, '{Rating,value}',"
+               " to_jsonb(coalesce((properties->'Rating'->>'value')::int, 0) + 1))")
+        def timed(sql):
+            t0 = time.perf_counter()
+            conn.execute(sql)
+            return (time.perf_counter() - t0) / 10000 * 1e6
+        conn.execute("ALTER TABLE notion_sync.notion_pages_sync DISABLE TRIGGER notion_sync_writeback")
+        none = min(timed(upd) for _ in range(3))
+        conn.execute("ALTER TABLE notion_sync.notion_pages_sync ENABLE TRIGGER notion_sync_writeback")
+        off = min(timed(upd) for _ in range(3))
+        conn.execute("SELECT notion_sync.enable_writeback('bench', %s)", (DB,))
+        queued = []
+        for _ in range(3):
+            conn.execute("TRUNCATE notion_sync.outbox")
+            queued.append(timed(upd))
+        n_out = conn.execute("SELECT count(*) FROM notion_sync.outbox").fetchone()[0]
+        conn.execute("TRUNCATE notion_sync.outbox")
+        out["trigger_us_per_row"] = {"no_trigger": round(none, 1), "not_enabled": round(off, 1),
+                                     "queued": round(min(queued), 1), "rows_queued": n_out}
+        print(json.dumps({"writeback_trigger": out["trigger_us_per_row"]}), flush=True)
+        pages = [r[0] for r in conn.execute("SELECT notion_page_id FROM notion_sync.notion_pages_sync"
+                                            " ORDER BY notion_page_id LIMIT 100")]
+        conn.execute("ALTER SYSTEM SET notion_sync.writeback_enabled = on")
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("SET notion_sync.writeback_debounce_ms = 0")
+        time.sleep(0.5)
+        lat = {}
+        for ms in (0, latency):
+            fake.admin("POST", "config", {"latency_ms": ms})
+            times = []
+            for i, page in enumerate(pages[:20]):
+                with conn.transaction():
+                    conn.execute("UPDATE notion_sync.notion_pages_sync SET title = %s WHERE notion_page_id = %s",
+                                 (f"edit {ms} {i}", page))
+                    t0 = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+                def done():
+                    return conn.execute("SELECT done_at FROM notion_sync.outbox WHERE notion_page_id = %s"
+                                        " AND status = 'done' ORDER BY id DESC LIMIT 1", (page,)).fetchone()
+                got = None
+                end = time.monotonic() + 30
+                while got is None and time.monotonic() < end:
+                    got = done()
+                    time.sleep(0.005)
+                assert got, conn.execute("SELECT status, error FROM notion_sync.outbox ORDER BY id DESC LIMIT 1").fetchone()
+                times.append((got[0] - t0).total_seconds())
+            times.sort()
+            lat[ms] = {"p50_s": round(times[len(times) // 2], 3), "p95_s": round(times[int(len(times) * 0.95) - 1], 3)}
+        out["commit_to_notion"] = lat
+        out["requests_per_change"] = float(conn.execute(
+            "SELECT avg(requests) FROM notion_sync.outbox WHERE status = 'done'").fetchone()[0])
+        print(json.dumps({"writeback_latency": lat, "requests_per_change": out["requests_per_change"]}), flush=True)
+        # Throughput at 3 requests/s: 60 changes queued while off, then sent.
+        conn.execute("ALTER SYSTEM SET notion_sync.writeback_enabled = off")
+        conn.execute("ALTER SYSTEM SET notion_sync.requests_per_second = 3")
+        conn.execute("SELECT pg_reload_conf()")
+        conn.execute("TRUNCATE notion_sync.outbox")
+        for i, page in enumerate(pages[20:80]):
+            conn.execute("UPDATE notion_sync.notion_pages_sync SET title = %s WHERE notion_page_id = %s",
+                         (f"burst {i}", page))
+        fake.admin("POST", "config", {"rate_limit_rps": 3, "rate_limit_burst": 3, "latency_ms": latency})
+        fake.admin("DELETE", "requests")
+        t0 = time.perf_counter()
+        conn.execute("ALTER SYSTEM SET notion_sync.writeback_enabled = on")
+        conn.execute("SELECT pg_reload_conf()")
+        end = time.monotonic() + 600
+        while conn.execute("SELECT count(*) FROM notion_sync.outbox WHERE status = 'done'").fetchone()[0] < 60:
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        secs = time.perf_counter() - t0
+        limited = sum(1 for r in fake.requests() if r["status"] == 429)
+        per = float(conn.execute("SELECT avg(requests) FROM notion_sync.outbox").fetchone()[0])
+        out["throughput"] = {"changes": 60, "s": round(secs, 1), "changes_per_min": round(60 / secs * 60),
+                             "429s": limited, "limit_changes_per_min": round(3 / per * 60)}
+        print(json.dumps({"writeback_throughput": out["throughput"]}), flush=True)
+        conn.execute("ALTER SYSTEM RESET notion_sync.writeback_enabled")
+        conn.execute("ALTER SYSTEM RESET notion_sync.requests_per_second")
+        conn.execute("SELECT pg_reload_conf()")
+    fake.admin("POST", "config", {"rate_limit_rps": 0, "latency_ms": 0})
+    return out
+
+
 def main():
+    if os.environ.get("BENCH_ONLY") == "writeback":
+        fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")
+        cluster = Cluster("bench-cluster", {"notion_sync.api_url": f"'{fake.url}/v1'",
+                                            "notion_sync.requests_per_second": 0, "notion_sync.content_depth": 0})
+        try:
+            with psycopg.connect(cluster.dsn, autocommit=True) as admin:
+                admin.execute("CREATE EXTENSION notion_sync CASCADE")
+                admin.execute("SELECT notion_sync.set_notion_token('bench', 'ntn_bench')")
+            print(json.dumps(writeback_bench(fake, cluster.dsn)))
+        finally:
+            cluster.stop()
+            fake.stop()
+        return
     if os.environ.get("BENCH_ONLY") in ("real", "users"):
         only = os.environ["BENCH_ONLY"]
         fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")

@@ -249,6 +249,7 @@ END
 $$;
 
 -- Per registered database: schedule, next run, last run and its status, lag, last error, rows.
+-- Syncs only: write-back's pushes are runs too (trigger 'writeback'), never a fresh copy.
 CREATE VIEW notion_sync.sync_status AS
 SELECT d.user_id, d.database_id, d.database_name, d.target_table, d.schedule, d.timezone,
        d.next_run_at AS next_run,
@@ -260,14 +261,14 @@ SELECT d.user_id, d.database_id, d.database_name, d.target_table, d.schedule, d.
        notion_sync._row_count(d.target_table, d.user_id, d.database_id) AS rows
   FROM notion_sync.databases d
   LEFT JOIN LATERAL (SELECT * FROM notion_sync.sync_runs x
-                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id
+                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id AND x.trigger <> 'writeback'
                       ORDER BY x.run_id DESC LIMIT 1) r ON true
   LEFT JOIN LATERAL (SELECT x.started_at FROM notion_sync.sync_runs x
-                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id
+                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id AND x.trigger <> 'writeback'
                         AND x.status IN ('succeeded', 'partial')
                       ORDER BY x.run_id DESC LIMIT 1) ok ON true
   LEFT JOIN LATERAL (SELECT x.error, x.started_at FROM notion_sync.sync_runs x
-                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id
+                      WHERE x.user_id = d.user_id AND x.database_id = d.database_id AND x.trigger <> 'writeback'
                         AND x.error IS NOT NULL AND x.status <> 'skipped'
                       ORDER BY x.run_id DESC LIMIT 1) e ON true;
 REVOKE ALL ON notion_sync.sync_status FROM PUBLIC;

@@ -19,6 +19,8 @@ const MARGIN_MS: i64 = 60_000;
 /// Internal (SQL: `notion_sync.file_url`): the URL of file `p_index` of a files property.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _file_url(p_user_id: &str, p_page_id: &str, p_property: &str, p_index: i32) -> Option<String> {
+    // A URL read again is stored as Notion has it: not a change to send back.
+    let _applying = crate::writeback::Applying::begin();
     file_url(p_user_id, p_page_id, p_property, p_index).unwrap_or_else(|e| e.raise())
 }
 

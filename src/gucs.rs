@@ -36,6 +36,10 @@ static CONTENT_DEPTH: GucSetting<i32> = GucSetting::<i32>::new(3);
 static MAX_DELETE_FRACTION: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 /// Off by default: psql users of a long first sync opt in (sync_progress shows it anyway).
 static PROGRESS_NOTICE_PAGES: GucSetting<i32> = GucSetting::<i32>::new(0);
+/// Write-back's master switch (off: changes queue in the outbox, nothing is sent).
+static WRITEBACK_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(false);
+/// Edits of one page within this window become one PATCH.
+static WRITEBACK_DEBOUNCE_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static RUN_RETENTION: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(RUN_RETENTION_DEFAULT));
 
@@ -70,6 +74,25 @@ pub fn init() {
             GucFlags::default(),
         );
     }
+    GucRegistry::define_bool_guc(
+        c"notion_sync.writeback_enabled",
+        c"Whether changes made in Postgres are sent to Notion (write-back).",
+        c"Off: changes of databases with write-back enabled wait in the outbox; on, the worker sends them.",
+        &WRITEBACK_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"notion_sync.writeback_debounce_ms",
+        c"Edits of one page within this many milliseconds are sent as one change.",
+        c"",
+        &WRITEBACK_DEBOUNCE_MS,
+        0,
+        600_000,
+        GucContext::Userset,
+        // No unit: the trigger reads the plain number (current_setting would print "1s").
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"notion_sync.worker_enabled",
         c"Whether the background worker starts scheduled runs.",
@@ -216,6 +239,10 @@ pub fn max_retries() -> u32 {
 /// Levels of page body a sync table reads.
 pub fn content_depth() -> u32 {
     CONTENT_DEPTH.get().max(0) as u32
+}
+
+pub fn writeback_enabled() -> bool {
+    WRITEBACK_ENABLED.get()
 }
 
 pub fn max_delete_fraction() -> f64 {

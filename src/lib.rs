@@ -3,7 +3,7 @@
 //! Rooms: `notion` (HTTP client + JSON model, pure Rust), `sync` (the engine), `storage` (SPI:
 //! `sync_table` and `mapped` are the two targets of a sync, `runs` the run record, `queue` and
 //! `schedules` what the worker reads), `mapping` (column maps and type conversion, pure),
-//! `api` (SQL functions), `schedule` (cron), `launcher` (one scheduler per database of the cluster), `worker` (the scheduler of one database), `webhook`, `files` (hosted file URLs),
+//! `api` (SQL functions), `schedule` (cron), `launcher` (one scheduler per database of the cluster), `worker` (the scheduler of one database), `webhook`, `writeback` (changes made in Postgres sent to Notion), `files` (hosted file URLs),
 //! `discovery` (what the token can see), `typed_view` (a column per property), `progress` (running
 //! syncs, in shared memory), `shmem` (what backends share), `gucs` (settings), `error` (SQLSTATEs). Schema SQL lives in `sql/`.
 
@@ -26,6 +26,7 @@ mod sync;
 mod typed_view;
 mod webhook;
 mod worker;
+mod writeback;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -51,12 +52,29 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/read.sql", name = "read", requires = ["schema"]);
+extension_sql_file!(
+    "../sql/writeback.sql",
+    name = "writeback",
+    requires = [
+        "api",
+        _applying,
+        _wake_writeback,
+        _writeback_schema,
+        _write_page
+    ]
+);
 // COMMENT ON for the public functions and views: last, after everything they describe (`requires`
 // alone does not place a file after the `finalize` one, so the finalize slot is this file's).
 extension_sql_file!(
     "../sql/comments.sql",
     name = "comments",
-    requires = ["api", "read", normalize_notion_id, target_table_for],
+    requires = [
+        "api",
+        "read",
+        "writeback",
+        normalize_notion_id,
+        target_table_for
+    ],
     finalize
 );
 

@@ -1780,8 +1780,34 @@ pub fn apply_page(
         // A 403 is about the page ("page ... is not shared"), never a database.
         Err(e) => return Err(page_error(e, user, &page_id)),
     };
+    apply_fetched(user, &page_id, page, client, txn, content)
+}
+
+/// A page object Notion just answered (a write's answer, or its read-back) stored as a webhook's
+/// refetch stores it, body kept: the row and its hash follow Notion, so the next sync counts it
+/// unchanged (write-back's "no echo").
+pub fn store_page(
+    user: &str,
+    page: Value,
+    txn: Txn,
+    interrupt: &Interrupt,
+) -> Result<String, SyncError> {
+    let raw = page.get("id").and_then(|i| i.as_str()).unwrap_or_default();
+    let page_id = normalize_id(raw)?;
+    let client = client_for(user, txn, interrupt)?;
+    apply_fetched(user, &page_id, page, client, txn, false)
+}
+
+fn apply_fetched(
+    user: &str,
+    page_id: &str,
+    page: Value,
+    mut client: Client,
+    txn: Txn,
+    content: bool,
+) -> Result<String, SyncError> {
     let Some(parent) = page_parent(&page) else {
-        return apply_tree_page(user, &page_id, page, client, txn);
+        return apply_tree_page(user, page_id, page, client, txn);
     };
     let Some(db) = resolve_database(user, &parent, txn, &mut client)? else {
         return Ok(format!(
@@ -1795,7 +1821,7 @@ pub fn apply_page(
     };
     let mut target = make_target(&reg.target_table, mapping, user, &db, &reg.database_name);
     if in_trash(&page) {
-        let n = txn.run(|| target.trash(&page_id))?;
+        let n = txn.run(|| target.trash(page_id))?;
         return Ok(format!("in trash in Notion: {n} row(s) marked in trash"));
     }
     let mut run = Run::new(client, txn, target, user, &db, content);
@@ -1865,6 +1891,8 @@ fn apply_tree_page(
 
 /// One sync of one database inside the caller's transaction (the SQL functions).
 pub fn sync_database(req: &SyncRequest) -> Result<Outcome, SyncError> {
+    // What the run writes is Notion's: the write-back triggers leave it alone.
+    let _applying = crate::writeback::Applying::begin();
     match start(req, Txn::Caller, &sql_interrupt)? {
         Started::Done(o) => Ok(*o),
         Started::Running(mut job) => {

@@ -69,7 +69,12 @@ pub extern "C-unwind" fn notion_sync_worker_main(arg: pg_sys::Datum) {
     crate::shmem::register_worker();
     tx(storage::pin_search_path).unwrap_or_else(|e| warning!("notion_sync worker: {e}"));
     log!("notion_sync worker: started for database {dbname:?}");
+    // Everything this process writes is Notion's (syncs, webhooks, write-back's answers).
+    crate::writeback::worker_applies();
     let mut w = Worker {
+        push_due: None,
+        push_wakes: 0,
+        push_polled: Instant::now(),
         runs: Runs::default(),
         ready: false,
         waiting_for: None,
@@ -87,7 +92,11 @@ pub extern "C-unwind" fn notion_sync_worker_main(arg: pg_sys::Datum) {
         let wait = match w.tick() {
             Busy::Working => Duration::ZERO,
             Busy::Waiting => Duration::from_millis(1),
-            Busy::Idle => Duration::from_secs(1),
+            // Idle, but a change's debounce window may end sooner.
+            Busy::Idle => w.push_due.map_or(Duration::from_secs(1), |t| {
+                t.saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(1), Duration::from_secs(1))
+            }),
         };
         if !BackgroundWorker::wait_latch(Some(wait)) {
             break;
@@ -118,6 +127,11 @@ struct Worker {
     next_events: Instant,
     /// `shmem::wakes` when the queue was last read.
     wakes: u64,
+    /// When the write-back outbox is read next (None: nothing was pending; a commit wakes us).
+    push_due: Option<Instant>,
+    /// `shmem::wakes` when the outbox was last read.
+    push_wakes: u64,
+    push_polled: Instant,
 }
 
 impl Worker {
@@ -149,6 +163,7 @@ impl Worker {
             self.wakes = crate::shmem::wakes();
             self.events();
         }
+        self.push_changes(now);
         self.begin_started();
         // Every job whose answers came takes its next stage; a webhook committed meanwhile is
         // applied between two steps, not after the round.
@@ -199,6 +214,32 @@ impl Worker {
             Ok(false) => {}
             Err(e) => warning!("notion_sync worker: reading the webhook queue failed: {e}"),
         }
+    }
+
+    /// Sends due write-back changes (one batch) when a commit queued some or one's window ended.
+    fn push_changes(&mut self, now: Instant) {
+        if !gucs::writeback_enabled() {
+            self.push_due = None;
+            return;
+        }
+        let woken = crate::shmem::wakes() != self.push_wakes;
+        // With nothing pending, the outbox is still read every 5 s (a change queued while
+        // write-back was off, or a lost wake).
+        let due = match self.push_due {
+            Some(t) => now >= t,
+            None => now >= self.push_polled + Duration::from_secs(5),
+        };
+        if !woken && !due {
+            return;
+        }
+        self.push_wakes = crate::shmem::wakes();
+        let next = guarded(|| crate::writeback::push(&interrupt)).unwrap_or_else(|e| {
+            warning!("notion_sync worker: write-back failed: {e}");
+            Some(5.0)
+        });
+        let now = Instant::now();
+        self.push_due = next.map(|s| now + Duration::from_secs_f64(s.clamp(0.0, 5.0)));
+        self.push_polled = now;
     }
 
     /// Runs whose data sources came in start their scan (or end, recorded, if that failed).
@@ -292,8 +333,14 @@ impl Worker {
     }
 }
 
-/// Closes runs a previous worker left `running` when it stopped.
+/// Closes runs a previous worker left `running` when it stopped; write-back changes it left in
+/// flight are pending again (read back before any write: none is sent twice).
 fn close_interrupted() {
+    if let Ok(Ok(n)) = guarded(|| tx(crate::storage::outbox::reset_in_flight)) {
+        if n > 0 {
+            log!("notion_sync worker: {n} write-back change(s) interrupted by a previous stop are pending again");
+        }
+    }
     if let Ok(Ok(n)) = guarded(|| tx(runs::close_interrupted)) {
         if n > 0 {
             log!("notion_sync worker: closed {n} run(s) interrupted by a previous stop");

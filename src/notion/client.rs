@@ -54,6 +54,7 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
+    /// Whether a read is tried again: rate limits, conflicts, 5xx, transport (D:rl).
     fn retryable(&self) -> bool {
         match self {
             ApiError::Http { status, code, .. } => match status {
@@ -64,6 +65,26 @@ impl ApiError {
             ApiError::Transport(_) | ApiError::Decode(_) => true,
             ApiError::Config(_) | ApiError::Cancelled => false,
         }
+    }
+
+    /// Whether a write is tried again at once: only answers Notion gives before carrying a
+    /// request out (429/529 rate limits, 409 conflict). A 5xx or a dropped connection may come
+    /// after the write was committed: the caller reads back instead (writeback).
+    fn retryable_write(&self) -> bool {
+        match self {
+            ApiError::Http { status, code, .. } => match status {
+                429 | 529 => code != "public_api_request_blocked",
+                409 => true,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Whether Notion said the request changed nothing: a client error, a rate limit, a conflict.
+    pub fn not_applied(&self) -> bool {
+        matches!(self, ApiError::Http { status, .. } if (400..500).contains(status) || *status == 529)
+            || matches!(self, ApiError::Config(_) | ApiError::Cancelled)
     }
 }
 
@@ -175,6 +196,9 @@ pub struct Client<'a> {
     lane: Option<Arc<Lane>>,
     /// A turn taken for this client's first request when it was made (`detached_now`).
     permit: Option<pool::Permit>,
+    /// `additional_data.committed_resource_id` of the last error answer: a write Notion carried
+    /// out although it answered an error.
+    pub committed: Option<String>,
 }
 
 /// (status, Retry-After seconds, the body parsed as JSON).
@@ -217,6 +241,7 @@ impl<'a> Client<'a> {
             interrupt,
             lane: None,
             permit: None,
+            committed: None,
         })
     }
 
@@ -229,6 +254,7 @@ impl<'a> Client<'a> {
             interrupt: &no_interrupt,
             lane: Some(lane.clone()),
             permit: None,
+            committed: None,
         }
     }
 
@@ -374,6 +400,23 @@ impl<'a> Client<'a> {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        self.request_with(method, path, body, ApiError::retryable)
+    }
+
+    /// A write (PATCH / POST of a page): tried again only after answers that say it was not
+    /// carried out; `committed` is set when an error answer names what it committed.
+    pub fn write(&mut self, method: &str, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.committed = None;
+        self.request_with(method, path, Some(body), ApiError::retryable_write)
+    }
+
+    fn request_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        retryable: fn(&ApiError) -> bool,
+    ) -> Result<Value, ApiError> {
         let url = format!("{}{}", self.cfg.api_url.trim_end_matches('/'), path);
         let body = body.map(|b| b.to_string());
         let mut attempt: u32 = 0;
@@ -394,6 +437,12 @@ impl<'a> Client<'a> {
                     } else {
                         let v = parsed.unwrap_or(Value::Null);
                         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(String::from);
+                        if let Some(id) = v
+                            .pointer("/additional_data/committed_resource_id")
+                            .and_then(|i| i.as_str())
+                        {
+                            self.committed = Some(id.to_string());
+                        }
                         let code = v
                             .pointer("/additional_data/rate_limit_reason")
                             .and_then(|r| r.as_str())
@@ -414,7 +463,7 @@ impl<'a> Client<'a> {
                 }
                 Err(e) => (e, None),
             };
-            if !err.retryable() || attempt >= self.cfg.max_retries {
+            if !retryable(&err) || attempt >= self.cfg.max_retries {
                 return Err(err);
             }
             attempt += 1;

@@ -19,7 +19,7 @@ fn target_error(code: Code, message: String) -> SyncError {
     SyncError::Target(code, message)
 }
 
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -600,6 +600,35 @@ fn trash_one(m: Option<&Mapping>, user: &str, id: &str) -> Result<i64> {
     }
     set_trashed(user, &[id.to_string()])?;
     Ok(1)
+}
+
+/// Writes the id of a page write-back created into its row (found by primary key `key`, its id
+/// column still empty), with the registering role's privileges. Returns the rows written.
+pub fn set_page_id(m: &Mapping, key: &Value, page_id: &str) -> Result<i64> {
+    let id = &m.columns[m.id_col];
+    let cols = super::outbox::key_columns(key);
+    let list = |p: &str| {
+        cols.iter()
+            .map(|c| format!("{p}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!(
+        "WITH u AS (UPDATE {table} t SET {idc} = $2::{ty}
+                      FROM jsonb_populate_record(NULL::{table}, $1) k
+                     WHERE ({tc}) = ({kc}) AND t.{idc} IS NULL RETURNING 1)
+         SELECT count(*) FROM u",
+        table = m.table,
+        idc = ident(&id.name),
+        ty = id.sql_type,
+        tc = list("t"),
+        kc = list("k"),
+    );
+    let key = JsonB(key.clone());
+    as_role(m.role, || {
+        Ok(Spi::get_one_with_args::<i64>(&sql, &[key.into(), page_id.into()])?.unwrap_or(0))
+    })
+    .map_err(SyncError::Storage)
 }
 
 /// A database synced into a table of the user's own through its column map.

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 pub mod mapped;
+pub mod outbox;
 pub mod queue;
 pub mod runs;
 pub mod schedules;

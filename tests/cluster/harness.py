@@ -133,7 +133,8 @@ def fresh_state(fake, conn):
     fake.reset()
     fake.admin("DELETE", "faults")
     conn.execute("TRUNCATE notion_sync.tokens, notion_sync.databases, notion_sync.sync_runs,"
-                 " notion_sync.webhook_events, notion_sync.webhook_secrets, notion_sync.mapped_pages CASCADE")
+                 " notion_sync.webhook_events, notion_sync.webhook_secrets, notion_sync.mapped_pages,"
+                 " notion_sync.writeback, notion_sync.outbox CASCADE")
     for t in ("characters", "worlds", "stories", "chat_sessions", "pages"):
         conn.execute(f"TRUNCATE notion_sync.notion_{t}_sync")
     conn.execute("SELECT notion_sync.set_notion_token('alice', 'ntn_demo_alice')")
