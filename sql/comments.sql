@@ -23,7 +23,7 @@ COMMENT ON FUNCTION notion_sync.sync_all_notion_databases(text, text) IS
 COMMENT ON FUNCTION notion_sync.file_url(text, text, text, int) IS
   'A working URL of a file Notion hosts: the stored one while it is valid, else read again from Notion.';
 COMMENT ON FUNCTION notion_sync.get_notion_character(text, text, int) IS
-  'Characters by name: exact, prefix, substring, then typo-tolerant matches, best first, at most p_limit (NULL for all).';
+  'Characters by name: exact, prefix, substring, then typo-tolerant matches, best first, at most p_limit (NULL for all). Substring matches only when no name equals or starts with the query, typo-tolerant ones only when none equals, starts with or contains it (p_limit NULL: all tiers).';
 COMMENT ON FUNCTION notion_sync.search_notion_content(text, text, int) IS
   'Full-text search (websearch syntax) across the sync tables and searchable tables of the user''s own, titles ranked above bodies, with snippets.';
 COMMENT ON FUNCTION notion_sync.status(text) IS

@@ -7,11 +7,18 @@ DECLARE
 BEGIN
   EXECUTE pg_catalog.replace($f$
 -- Tiers, best first: exact (1.0), prefix (0.9), substring (0.8), then typo-tolerant (0.7 x trigram
--- similarity, only when the three before found nothing); ties by lowercased name. A tier runs only
--- while fewer than p_limit rows were found,
--- since no row of a later tier can outrank one of an earlier tier: a lookup that has its answer in
--- the btree never pays for the trigram index. Each tier is planned with its values as constants
--- (EXECUTE), which is what lets the btree serve the prefix LIKE. p_limit NULL returns every match.
+-- similarity); ties by lowercased name. A tier runs only while fewer than p_limit rows were found,
+-- since no row of a later tier can outrank one of an earlier tier. Two rules leave fill-ins out:
+-- the substring tier runs only when no name equals or starts with the query, the typo tier only when
+-- none equals, starts with or contains it (with p_limit NULL every tier runs). So an exact match
+-- still comes first, prefix matches before substring ones, and a lookup that has its answer in the
+-- btree never pays for the trigram index (issue 21, 100k characters: p50 1.7 -> 0.5 ms,
+-- benches/lookup_mix.py). Static statements, their plans cached for the session: the prefix tier is
+-- a btree range (q < name < q with its last character incremented, C collation) rather than a LIKE,
+-- which only a plan with the pattern as a constant can use; the substring and typo tiers read the
+-- trigram index alone, the user filtered after it (a subquery), since a generic plan would AND it
+-- with a bitmap of every row of the user and a name-ordered btree scan reads every name of the user
+-- when few match. p_limit NULL returns every match.
 CREATE FUNCTION notion_sync.get_notion_character(p_user_id text, p_character_name text, p_limit int DEFAULT 20)
 RETURNS TABLE (notion_page_id text, name text, description text, properties jsonb, url text, match_score real)
 LANGUAGE plpgsql STABLE
@@ -21,40 +28,79 @@ DECLARE
   q text := lower(p_character_name);
   -- LIKE wildcards in the name are matched literally.
   esc text := replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_');
-  name_c constant text := 'lower(c.name) COLLATE pg_catalog."C"';
-  tier record;
+  last_ int := ascii(right(q, 1));
+  -- The first string after every one that starts with q.
+  hi text;
   got bigint;
   left_ bigint := p_limit;
 BEGIN
   IF p_limit < 0 THEN
     RAISE EXCEPTION 'p_limit must be 0 or more, got %', p_limit USING ERRCODE = '2201W';
   END IF;
-  FOR tier IN
-    SELECT * FROM (VALUES
-      (0, '1.0', 'true'),
-      (1, '1.0', format('%s = %L', name_c, q)),
-      (2, '0.9', format('%s LIKE %L AND %s <> %L', name_c, esc || '%', name_c, q)),
-      (3, '0.8', format('lower(c.name) LIKE %L AND NOT starts_with(lower(c.name), %L)', '%' || esc || '%', q)),
-      (4, format('0.7 * @trgm@.similarity(lower(c.name), %L)', q),
-          format('lower(c.name) OPERATOR(@trgm@.%%) %L AND strpos(lower(c.name), %L) = 0', q, q))
-    ) t(n, score, cond)
-    WHERE (n = 0) = (p_character_name IS NULL)
-    ORDER BY n
-  LOOP
-    EXIT WHEN left_ <= 0;
-    -- The typo tier only when nothing better matched (or every match was asked for): a name that
-    -- matches exactly, by prefix or inside another wants those, not look-alikes, and the trigram
-    -- similarity scan was most of a lookup's time (issue 21: p50 2.6 -> 1.1 ms at 100k characters).
-    EXIT WHEN tier.n = 4 AND p_limit IS NOT NULL AND left_ < p_limit;
+  IF p_limit = 0 THEN
+    RETURN;
+  END IF;
+  IF p_character_name IS NULL THEN
+    RETURN QUERY SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, 1.0::real
+      FROM notion_sync.notion_characters_sync c
+     WHERE c.user_id = p_user_id AND NOT c.in_trash
+     ORDER BY lower(c.name) COLLATE pg_catalog."C", c.name LIMIT p_limit;
+    RETURN;
+  END IF;
+  RETURN QUERY SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, 1.0::real
+    FROM notion_sync.notion_characters_sync c
+   WHERE c.user_id = p_user_id AND NOT c.in_trash AND lower(c.name) COLLATE pg_catalog."C" = q
+   ORDER BY lower(c.name) COLLATE pg_catalog."C", c.name LIMIT left_;
+  GET DIAGNOSTICS got = ROW_COUNT;
+  left_ := left_ - got;
+  IF left_ <= 0 THEN RETURN; END IF;
+  IF q <> '' AND last_ < 1114111 AND getdatabaseencoding() = 'UTF8' THEN
+    hi := left(q, -1) || chr(CASE WHEN last_ = 55295 THEN 57344 ELSE last_ + 1 END);
+    RETURN QUERY SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, 0.9::real
+      FROM notion_sync.notion_characters_sync c
+     WHERE c.user_id = p_user_id AND NOT c.in_trash
+       AND lower(c.name) COLLATE pg_catalog."C" > q AND lower(c.name) COLLATE pg_catalog."C" < hi
+     ORDER BY lower(c.name) COLLATE pg_catalog."C", c.name LIMIT left_;
+  ELSE
+    -- '' or a last character without successor (or not UTF8): LIKE planned with the pattern.
     RETURN QUERY EXECUTE format(
-      'SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, (%s)::real AS s
+      'SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, 0.9::real
          FROM notion_sync.notion_characters_sync c
-        WHERE c.user_id = %L AND NOT c.in_trash AND %s
-        ORDER BY s DESC, %s, c.name LIMIT %s',
-      tier.score, p_user_id, tier.cond, name_c, coalesce(left_::text, 'ALL'));
-    GET DIAGNOSTICS got = ROW_COUNT;
-    left_ := left_ - got;
-  END LOOP;
+        WHERE c.user_id = $1 AND NOT c.in_trash AND lower(c.name) COLLATE pg_catalog."C" LIKE %L AND lower(c.name) <> $2
+        ORDER BY lower(c.name) COLLATE pg_catalog."C", c.name LIMIT $3', esc || '%') USING p_user_id, q, left_;
+  END IF;
+  GET DIAGNOSTICS got = ROW_COUNT;
+  left_ := left_ - got;
+  IF left_ <= 0 THEN RETURN; END IF;
+  -- The substring tier only when no name equals or starts with q (or every match was asked for).
+  IF p_limit IS NOT NULL AND left_ < p_limit THEN RETURN; END IF;
+  IF length(q) >= 3 THEN
+    RETURN QUERY SELECT m.notion_page_id, m.name, m.description, m.properties, m.url, 0.8::real
+      FROM (SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, c.user_id, c.in_trash
+              FROM notion_sync.notion_characters_sync c
+             WHERE lower(c.name) LIKE '%' || esc || '%' OFFSET 0) m
+     WHERE m.user_id = p_user_id AND NOT m.in_trash AND NOT starts_with(lower(m.name), q)
+     ORDER BY lower(m.name) COLLATE pg_catalog."C", m.name LIMIT left_;
+  ELSE
+    -- Too short for a trigram: the trigram index would be read whole.
+    RETURN QUERY SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, 0.8::real
+      FROM notion_sync.notion_characters_sync c
+     WHERE c.user_id = p_user_id AND NOT c.in_trash
+       AND strpos(lower(c.name), q) > 0 AND NOT starts_with(lower(c.name), q)
+     ORDER BY lower(c.name) COLLATE pg_catalog."C", c.name LIMIT left_;
+  END IF;
+  GET DIAGNOSTICS got = ROW_COUNT;
+  left_ := left_ - got;
+  -- The typo tier only when nothing better matched (or every match was asked for): a name that
+  -- matches as written wants those, not look-alikes.
+  IF left_ <= 0 OR (p_limit IS NOT NULL AND left_ < p_limit) THEN RETURN; END IF;
+  RETURN QUERY SELECT m.notion_page_id, m.name, m.description, m.properties, m.url,
+                      (0.7 * @trgm@.similarity(lower(m.name), q))::real AS s
+    FROM (SELECT c.notion_page_id, c.name, c.description, c.properties, c.url, c.user_id, c.in_trash
+            FROM notion_sync.notion_characters_sync c
+           WHERE lower(c.name) OPERATOR(@trgm@.%) q OFFSET 0) m
+   WHERE m.user_id = p_user_id AND NOT m.in_trash AND strpos(lower(m.name), q) = 0
+   ORDER BY s DESC, lower(m.name) COLLATE pg_catalog."C", m.name LIMIT left_;
 END
 $$ $f$, '@trgm@', trgm);
 END

@@ -50,10 +50,19 @@ mod tests {
              UNION ALL SELECT 'bob', 'db', 'b1', 'Aria'",
         )
         .unwrap();
-        // Exact, then prefix (by lowercased name), then substring; Zed matches nothing.
+        // Exact, then prefix (by lowercased name); substring matches only when no name equals or
+        // starts with the query (issue 21), or when every match is asked for. Zed matches nothing.
         assert_eq!(
             lookup("'aria'", "20"),
+            "ARIA 1, Aria Stormwind 0.9, Ariadne 0.9"
+        );
+        assert_eq!(
+            lookup("'aria'", "NULL"),
             "ARIA 1, Aria Stormwind 0.9, Ariadne 0.9, Maria 0.8"
+        );
+        assert_eq!(
+            lookup("'ria'", "20"),
+            "ARIA 0.8, Aria Stormwind 0.8, Ariadne 0.8, Maria 0.8"
         );
         // A limit the earlier tiers fill ends the lookup there.
         assert_eq!(lookup("'aria'", "2"), "ARIA 1, Aria Stormwind 0.9");
@@ -71,7 +80,7 @@ mod tests {
         // The two-argument call of the contract still works, with the default limit of 20.
         assert_eq!(
             count("SELECT count(*) FROM notion_sync.get_notion_character('alice', 'ari')"),
-            4
+            3
         );
     }
 
