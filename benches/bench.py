@@ -462,10 +462,12 @@ def writeback_bench(fake, dsn):
                 with conn.transaction():
                     conn.execute("UPDATE notion_sync.notion_pages_sync SET title = %s WHERE notion_page_id = %s",
                                  (f"edit {ms} {i}", page))
+                    change = conn.execute("SELECT max(id) FROM notion_sync.outbox WHERE notion_page_id = %s",
+                                          (page,)).fetchone()[0]
                     t0 = conn.execute("SELECT clock_timestamp()").fetchone()[0]
                 def done():
-                    return conn.execute("SELECT done_at FROM notion_sync.outbox WHERE notion_page_id = %s"
-                                        " AND status = 'done' ORDER BY id DESC LIMIT 1", (page,)).fetchone()
+                    return conn.execute("SELECT done_at FROM notion_sync.outbox WHERE id = %s AND status = 'done'",
+                                        (change,)).fetchone()
                 got = None
                 end = time.monotonic() + 30
                 while got is None and time.monotonic() < end:
@@ -510,7 +512,8 @@ def writeback_bench(fake, dsn):
 
 
 def main():
-    if os.environ.get("BENCH_ONLY") == "writeback":
+    only = os.environ.get("BENCH_ONLY")
+    if only in ("real", "users", "writeback"):
         fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")
         cluster = Cluster("bench-cluster", {"notion_sync.api_url": f"'{fake.url}/v1'",
                                             "notion_sync.requests_per_second": 0, "notion_sync.content_depth": 0})
@@ -518,20 +521,9 @@ def main():
             with psycopg.connect(cluster.dsn, autocommit=True) as admin:
                 admin.execute("CREATE EXTENSION notion_sync CASCADE")
                 admin.execute("SELECT notion_sync.set_notion_token('bench', 'ntn_bench')")
-            print(json.dumps(writeback_bench(fake, cluster.dsn)))
-        finally:
-            cluster.stop()
-            fake.stop()
-        return
-    if os.environ.get("BENCH_ONLY") in ("real", "users"):
-        only = os.environ["BENCH_ONLY"]
-        fake = Fake(workspace=ROOT / "tests" / "workspace" / "sample.json", log_name="fake-bench.log")
-        cluster = Cluster("bench-cluster", {"notion_sync.api_url": f"'{fake.url}/v1'",
-                                            "notion_sync.requests_per_second": 0, "notion_sync.content_depth": 0})
-        try:
-            with psycopg.connect(cluster.dsn, autocommit=True) as admin:
-                admin.execute("CREATE EXTENSION notion_sync CASCADE")
-                admin.execute("SELECT notion_sync.set_notion_token('bench', 'ntn_bench')")
+            if only == "writeback":
+                print(json.dumps(writeback_bench(fake, cluster.dsn)))
+                return
             real = real_conditions(fake, cluster.dsn) if only == "real" else None
             if real and os.environ.get("BENCH_FRESH_EDITS", "4") != "0":
                 real["schedule"] = schedule_freshness(fake, cluster.dsn)

@@ -496,6 +496,9 @@ CREATE TABLE notion_sync.outbox (
   requests       int NOT NULL DEFAULT 0,
   -- Set by approve_writeback: a trash in a batch the user approved.
   approved       boolean NOT NULL DEFAULT false,
+  -- An attempt may have reached Notion (its answer lost, or a stop interrupted it): a create
+  -- looks for its page before it posts again. Never cleared.
+  maybe_sent     boolean NOT NULL DEFAULT false,
   -- What happened ('patched', 'already as wanted', 'created <id>', ...), or the last error with
   -- Notion's code and request id.
   result         text,
@@ -551,16 +554,48 @@ BEGIN
 END
 $$;
 
--- Edits of one page merged: each property keeps the value its first edit started from and takes
--- the last one's wanted value.
+-- Edits of one page merged: each property keeps the value its first edit started from, takes the
+-- last one's wanted value, and keeps the values wanted in between in "also" (one of them may have
+-- reached Notion already: finding it there is no conflict).
 CREATE FUNCTION notion_sync._merge_changes(p_old jsonb, p_new jsonb)
 RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
   SELECT coalesce(p_old, '{}') || coalesce(
     (SELECT pg_catalog.jsonb_object_agg(e.key, CASE WHEN p_old ? e.key
-                                                    THEN pg_catalog.jsonb_set(e.value, '{from}', p_old -> e.key -> 'from')
-                                                    ELSE e.value END)
+       THEN e.value || pg_catalog.jsonb_build_object('from', p_old -> e.key -> 'from',
+              'also', coalesce(p_old -> e.key -> 'also', '[]') || pg_catalog.jsonb_build_array(p_old -> e.key -> 'to'))
+       ELSE e.value END)
        FROM pg_catalog.jsonb_each(p_new) e), '{}')
+$$;
+
+-- Makes a change pending again (a retry, a stop, an approval, a resolution): an edit of the same
+-- page queued meanwhile is folded into it, since a page has one open change.
+CREATE FUNCTION notion_sync._requeue(p_id bigint, p_not_before timestamptz)
+RETURNS void LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  y notion_sync.outbox;
+BEGIN
+  LOOP
+    DELETE FROM notion_sync.outbox o
+     USING notion_sync.outbox x
+     WHERE x.id = p_id AND o.user_id = x.user_id AND o.notion_page_id = x.notion_page_id
+       AND o.status = 'pending' AND o.id <> p_id
+    RETURNING o.* INTO y;
+    IF y.id IS NOT NULL THEN
+      UPDATE notion_sync.outbox SET changes = notion_sync._merge_changes(changes, y.changes),
+                                    edits = edits + y.edits, approved = approved AND y.approved
+       WHERE id = p_id;
+    END IF;
+    BEGIN
+      UPDATE notion_sync.outbox SET status = 'pending', not_before = p_not_before WHERE id = p_id;
+      RETURN;
+    EXCEPTION WHEN unique_violation THEN
+      y := NULL;  -- an edit came in between: fold it too
+    END;
+  END LOOP;
+END
 $$;
 
 -- Records one change in the outbox (merged into the page's open change if it has one) and wakes
@@ -615,8 +650,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   w notion_sync.writeback;
-  o jsonb := to_jsonb(OLD);
-  n jsonb := to_jsonb(NEW);
+  -- Filled once write-back is known to be on: a database without it costs one index lookup.
+  o jsonb;
+  n jsonb;
   cols jsonb := CASE TG_TABLE_NAME
     WHEN 'notion_characters_sync' THEN '{"name": null, "description": ["Description", "Bio", "Summary"]}'
     WHEN 'notion_worlds_sync' THEN '{"name": null, "description": ["Description", "Summary"]}'
@@ -633,6 +669,8 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
+  o := to_jsonb(OLD);
+  n := to_jsonb(NEW);
   IF n -> 'notion_page_id' IS DISTINCT FROM o -> 'notion_page_id' OR n -> 'user_id' IS DISTINCT FROM o -> 'user_id'
      OR n -> 'notion_database_id' IS DISTINCT FROM o -> 'notion_database_id' THEN
     RAISE EXCEPTION 'a synced row keeps its page, database and user' USING ERRCODE = '428C9';
@@ -723,8 +761,8 @@ DECLARE
   v_db text := TG_ARGV[1];
   w notion_sync.writeback;
   d notion_sync.databases;
-  o jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
-  n jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+  o jsonb;
+  n jsonb;
   v_idcol text;
   v_page text;
   c record;
@@ -738,9 +776,17 @@ BEGIN
   IF w.user_id IS NULL OR d.target_columns IS NULL THEN
     RETURN NULL;
   END IF;
+  o := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
+  n := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
   SELECT e.key INTO v_idcol FROM jsonb_each_text(d.target_columns) e WHERE e.value = '@id';
   v_page := coalesce(o, n) ->> v_idcol;
   IF TG_OP = 'DELETE' THEN
+    IF v_page IS NULL AND w.key_columns IS NOT NULL THEN
+      -- A row deleted before its page was created: no page for it.
+      UPDATE notion_sync.outbox x SET status = 'cancelled', result = 'its row was deleted', done_at = clock_timestamp()
+       WHERE x.status = 'pending' AND x.notion_page_id IS NULL AND x.user_id = v_user AND x.database_id = v_db
+         AND x.row_key = (SELECT jsonb_object_agg(k, o -> k) FROM unnest(w.key_columns) k);
+    END IF;
     IF w.deletes = 'trash' AND v_page IS NOT NULL THEN
       PERFORM notion_sync._enqueue(v_user, v_db, d.target_table, v_page, NULL, 'update',
         '{"@in_trash": {"from": false, "to": true, "column": null}}');
@@ -866,6 +912,11 @@ BEGIN
     RAISE EXCEPTION 'p_key_property must name a title or text property of the database, got %', quote_literal(p_key_property)
       USING ERRCODE = '22023';
   END IF;
+  IF p_key_property IS NOT NULL AND d.target_columns IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(d.target_columns) e WHERE e.value IN (p_key_property, v_schema -> 'properties' -> p_key_property ->> 'id')) THEN
+    RAISE EXCEPTION 'p_key_property % is not mapped to a column of %: creates could not be found again', quote_literal(p_key_property), d.target_table
+      USING ERRCODE = '22023';
+  END IF;
   INSERT INTO notion_sync.writeback AS x (user_id, database_id, conflict, deletes, columns, key_property,
                                           data_source_id, properties, key_columns)
   VALUES (p_user_id, v_id, p_conflict, p_deletes, p_columns, p_key_property, v_schema ->> 'data_source_id',
@@ -913,14 +964,16 @@ RETURNS bigint LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_n bigint;
+  v_id bigint;
+  v_n bigint := 0;
 BEGIN
-  UPDATE notion_sync.outbox SET status = 'pending', not_before = clock_timestamp(), error = NULL
-   WHERE user_id = p_user_id AND (p_id IS NULL OR id = p_id) AND status IN ('failed', 'ambiguous')
-     AND (notion_page_id IS NULL OR NOT EXISTS (
-           SELECT 1 FROM notion_sync.outbox y WHERE y.user_id = p_user_id AND y.notion_page_id = outbox.notion_page_id
-              AND y.status = 'pending'));
-  GET DIAGNOSTICS v_n = ROW_COUNT;
+  FOR v_id IN SELECT id FROM notion_sync.outbox
+               WHERE user_id = p_user_id AND (p_id IS NULL OR id = p_id) AND status IN ('failed', 'ambiguous')
+               ORDER BY id FOR UPDATE LOOP
+    UPDATE notion_sync.outbox SET attempts = 0, error = NULL WHERE id = v_id;
+    PERFORM notion_sync._requeue(v_id, clock_timestamp());
+    v_n := v_n + 1;
+  END LOOP;
   PERFORM notion_sync._wake_writeback();
   RETURN v_n;
 END
@@ -939,27 +992,32 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'no write-back change % for user %', p_id, p_user_id USING ERRCODE = '42704';
   END IF;
-  IF x.status = 'conflict' AND p_resolution = 'notion' THEN
-    UPDATE notion_sync.outbox SET status = 'done', result = 'resolved: Notion''s values kept', done_at = clock_timestamp()
-     WHERE id = p_id RETURNING * INTO x;
-  ELSIF x.status = 'conflict' AND p_resolution = 'postgres' THEN
-    -- Each conflicting property now starts from Notion's value: the next push sends ours.
+  IF x.status = 'conflict' AND p_resolution IN ('notion', 'postgres') THEN
+    -- Each conflicting property now starts from Notion's value; 'notion' also wants it, so the push
+    -- sends the other properties only and stores the page (the row follows Notion), 'postgres'
+    -- sends ours.
     UPDATE notion_sync.outbox
-       SET status = 'pending', not_before = clock_timestamp(),
-           changes = changes || (SELECT jsonb_object_agg(k, jsonb_set(changes -> k, '{from}', conflicts -> k -> 'notion'))
-                                   FROM jsonb_object_keys(conflicts) k WHERE changes ? k)
-     WHERE id = p_id RETURNING * INTO x;
+       SET changes = changes || (SELECT jsonb_object_agg(k, changes -> k || jsonb_build_object('from', conflicts -> k -> 'notion')
+                                         || CASE WHEN p_resolution = 'notion' THEN jsonb_build_object('to', conflicts -> k -> 'notion')
+                                                 ELSE '{}' END)
+                                   FROM jsonb_object_keys(conflicts) k WHERE changes ? k),
+           conflicts = (SELECT jsonb_object_agg(k, v || jsonb_build_object('resolution', 'resolved: ' || p_resolution))
+                          FROM jsonb_each(conflicts) e(k, v)),
+           attempts = 0
+     WHERE id = p_id;
+    PERFORM notion_sync._requeue(p_id, clock_timestamp());
   ELSIF x.status = 'ambiguous' AND p_resolution = 'created' AND p_page_id IS NOT NULL THEN
-    UPDATE notion_sync.outbox SET status = 'pending', notion_page_id = notion_sync.normalize_notion_id(p_page_id),
-           not_before = clock_timestamp(), result = 'adopt'
-     WHERE id = p_id RETURNING * INTO x;
+    UPDATE notion_sync.outbox SET notion_page_id = notion_sync.normalize_notion_id(p_page_id), attempts = 0
+     WHERE id = p_id;
+    PERFORM notion_sync._requeue(p_id, clock_timestamp());
   ELSIF x.status = 'ambiguous' AND p_resolution = 'not_created' THEN
-    UPDATE notion_sync.outbox SET status = 'pending', attempts = 0, not_before = clock_timestamp()
-     WHERE id = p_id RETURNING * INTO x;
+    UPDATE notion_sync.outbox SET status = 'pending', attempts = 0, maybe_sent = false, not_before = clock_timestamp()
+     WHERE id = p_id;
   ELSE
     RAISE EXCEPTION 'change % is %: resolve a conflict with ''notion'' or ''postgres'', an ambiguous create with ''created'' (and p_page_id) or ''not_created''',
       p_id, x.status USING ERRCODE = '22023';
   END IF;
+  SELECT * INTO x FROM notion_sync.outbox WHERE id = p_id;
   PERFORM notion_sync._wake_writeback();
   RETURN x;
 END
@@ -973,11 +1031,16 @@ AS $$
 DECLARE
   v_id text := notion_sync.normalize_notion_id(p_database_id);
   v_n bigint;
+  v_change bigint;
 BEGIN
   UPDATE notion_sync.writeback SET halted_at = NULL, halt_reason = NULL WHERE user_id = p_user_id AND database_id = v_id;
-  UPDATE notion_sync.outbox SET status = 'pending', approved = true, not_before = clock_timestamp()
-   WHERE user_id = p_user_id AND database_id = v_id AND status = 'halted';
-  GET DIAGNOSTICS v_n = ROW_COUNT;
+  v_n := 0;
+  FOR v_change IN SELECT id FROM notion_sync.outbox
+                   WHERE user_id = p_user_id AND database_id = v_id AND status = 'halted' ORDER BY id FOR UPDATE LOOP
+    UPDATE notion_sync.outbox SET approved = true WHERE id = v_change;
+    PERFORM notion_sync._requeue(v_change, clock_timestamp());
+    v_n := v_n + 1;
+  END LOOP;
   PERFORM notion_sync._wake_writeback();
   RETURN v_n;
 END
@@ -1052,6 +1115,7 @@ BEGIN
   END LOOP;
   FOREACH f IN ARRAY ARRAY[
     'notion_sync._enqueue(text, text, text, text, jsonb, text, jsonb)',
+    'notion_sync._requeue(bigint, timestamptz)',
     'notion_sync._queue_sync_row()', 'notion_sync._queue_mapped_row()',
     'notion_sync._writeback_schema(text, text)', 'notion_sync._write_page(text, text, text, jsonb)',
     'notion_sync._wake_writeback()'] LOOP

@@ -71,13 +71,23 @@ pub const MAX_ATTEMPTS: i32 = 8;
 /// Changes a stopped worker left `in_flight` are pending again: each is read back before any
 /// write, so none is sent twice.
 pub fn reset_in_flight() -> Result<i64> {
-    Ok(Spi::get_one::<i64>(
-        "WITH r AS (UPDATE notion_sync.outbox SET status = 'pending', not_before = clock_timestamp(),
-                           result = 'interrupted'
-                     WHERE status = 'in_flight' RETURNING 1)
-         SELECT count(*) FROM r",
-    )?
-    .unwrap_or(0))
+    let ids = Spi::connect_mut(|c| {
+        let rows = c.update(
+            "UPDATE notion_sync.outbox SET result = 'interrupted', maybe_sent = true
+              WHERE status = 'in_flight' RETURNING id",
+            None,
+            &[],
+        )?;
+        rows.map(|r| r.get::<i64>(1).map(|v| v.unwrap_or(0)))
+            .collect::<std::result::Result<Vec<i64>, _>>()
+    })?;
+    for id in &ids {
+        Spi::run_with_args(
+            "SELECT notion_sync._requeue($1, clock_timestamp())",
+            &[(*id).into()],
+        )?;
+    }
+    Ok(ids.len() as i64)
 }
 
 /// Halts mass trashes, cancels changes of databases no longer opted in, and claims up to `limit`
@@ -94,7 +104,7 @@ pub fn claim(limit: i64, fraction: f64) -> Result<(Vec<Change>, Option<f64>)> {
          over AS (
            -- Live pages before these trashes: a sync table's rows show them trashed already.
            SELECT t.user_id, t.database_id, t.n,
-                  notion_sync._row_count(d.target_table, d.user_id, d.database_id)
+                  coalesce(notion_sync._row_count(d.target_table, d.user_id, d.database_id), 0)
                     + CASE WHEN d.target_columns IS NULL THEN t.n ELSE 0 END AS live
              FROM trash t
              JOIN notion_sync.databases d ON d.user_id = t.user_id AND d.database_id = t.database_id),
@@ -114,6 +124,11 @@ pub fn claim(limit: i64, fraction: f64) -> Result<(Vec<Change>, Option<f64>)> {
             AND NOT o.approved AND o.changes -> '@in_trash' ->> 'to' = 'true'",
         &[fraction.into()],
     )?;
+    // A database unregistered (unregister_database) takes its write-back with it.
+    Spi::run(
+        "DELETE FROM notion_sync.writeback w WHERE NOT EXISTS (
+           SELECT 1 FROM notion_sync.databases d WHERE d.user_id = w.user_id AND d.database_id = w.database_id)",
+    )?;
     Spi::run(
         "UPDATE notion_sync.outbox o SET status = 'cancelled', result = 'write-back disabled', done_at = clock_timestamp()
           WHERE o.status = 'pending' AND NOT EXISTS (
@@ -128,7 +143,7 @@ pub fn claim(limit: i64, fraction: f64) -> Result<(Vec<Change>, Option<f64>)> {
                               WHERE x.status = 'pending' AND x.not_before <= clock_timestamp()
                               ORDER BY x.not_before, x.id LIMIT $1 FOR UPDATE SKIP LOCKED)
              RETURNING o.id, o.user_id, o.database_id, o.target_table, o.notion_page_id, o.row_key, o.op,
-                       o.changes, o.attempts, o.attempts > 1 AND o.result IS DISTINCT FROM 'not applied'",
+                       o.changes, o.attempts, o.maybe_sent",
             None,
             &[limit.into()],
         )?;
@@ -209,6 +224,9 @@ pub fn settle(c: &Change, s: &Settled, requests: i64) -> Result<()> {
             Some(conflicts),
             None,
         ),
+        Settled::Later(why) if c.attempts >= MAX_ATTEMPTS => {
+            ("failed", Some(why), None, None, None)
+        }
         Settled::Later(why) => ("pending", Some(why), None, None, None),
         Settled::Retry(f) if c.attempts >= MAX_ATTEMPTS => ("failed", None, Some(f), None, None),
         Settled::Retry(f) if f.not_applied => ("pending", Some("not applied"), Some(f), None, None),
@@ -222,19 +240,18 @@ pub fn settle(c: &Change, s: &Settled, requests: i64) -> Result<()> {
         Settled::Failed(f) => ("failed", None, Some(f), None, None),
         Settled::Ambiguous(why) => ("ambiguous", Some(why), None, None, None),
     };
-    // Backoff 2, 4, 8 ... 60 s between attempts; a `Later` does not count as one.
-    let (later, backoff) = match s {
-        Settled::Later(_) => (true, 2.0),
-        _ => (false, 2f64.powi(c.attempts.clamp(1, 6)).min(60.0)),
-    };
+    // Backoff 2, 4, 8 ... 60 s between attempts.
+    let backoff = 2f64.powi(c.attempts.clamp(1, 6)).min(60.0);
+    let maybe_sent = matches!(s, Settled::Retry(f) if !f.not_applied);
+    // Pending again through _requeue (a newer edit of the page is folded in); the rest here.
     Spi::run_with_args(
         "UPDATE notion_sync.outbox
-            SET status = $2, result = coalesce($3, result), error = $4, notion_code = $5, request_id = $6,
+            SET status = CASE WHEN $2 = 'pending' THEN status ELSE $2 END, result = coalesce($3, result),
+                error = $4, notion_code = $5, request_id = $6,
                 conflicts = CASE WHEN $7::jsonb IS NULL THEN conflicts ELSE coalesce(conflicts, '{}') || $7::jsonb END,
                 notion_page_id = coalesce(notion_page_id, $8), requests = requests + $9,
-                attempts = attempts - CASE WHEN $10 THEN 1 ELSE 0 END,
-                done_at = CASE WHEN $2 IN ('done', 'failed') THEN clock_timestamp() END,
-                not_before = CASE WHEN $2 = 'pending' THEN clock_timestamp() + make_interval(secs => $11) ELSE not_before END
+                maybe_sent = maybe_sent OR $10,
+                done_at = CASE WHEN $2 IN ('done', 'failed') THEN clock_timestamp() END
           WHERE id = $1",
         &[
             c.id.into(),
@@ -246,10 +263,15 @@ pub fn settle(c: &Change, s: &Settled, requests: i64) -> Result<()> {
             conflicts.map(|v| JsonB(v.clone())).into(),
             page.into(),
             (requests as i32).into(),
-            later.into(),
-            backoff.into(),
+            maybe_sent.into(),
         ],
     )?;
+    if status == "pending" {
+        Spi::run_with_args(
+            "SELECT notion_sync._requeue($1, clock_timestamp() + make_interval(secs => $2))",
+            &[c.id.into(), backoff.into()],
+        )?;
+    }
     Ok(())
 }
 

@@ -71,6 +71,10 @@ fn _wake_writeback() {
     pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, || {
         WAKE_REGISTERED.set(false)
     });
+    // A prepared transaction commits later, elsewhere: the worker's 5 s look finds its changes.
+    pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Prepare, || {
+        WAKE_REGISTERED.set(false)
+    });
 }
 
 fn refused(code: Code, msg: String) -> SyncError {
@@ -406,12 +410,40 @@ fn after_error(e: ApiError) -> Settled {
     }
 }
 
+/// A change's wanted value of property `name` (type `kind`) into a write's `properties`, keyed
+/// by property id (it survives renames); a value Notion would refuse fails the change.
+fn add_property(
+    props: &mut Map<String, Value>,
+    name: &str,
+    ch: &Value,
+    kind: &str,
+    to: &Value,
+) -> Result<(), Settled> {
+    let key = ch.get("id").and_then(|i| i.as_str()).unwrap_or(name);
+    let v = value::to_notion(kind, to).map_err(|e| {
+        Settled::Failed(Failure {
+            error: format!("property {name:?}: {e}"),
+            ..Default::default()
+        })
+    })?;
+    props.insert(key.to_string(), v);
+    Ok(())
+}
+
 struct Pusher<'a, 'c> {
     client: &'a mut Client<'c>,
     reg: &'a Registration,
     mapping: Option<&'a crate::mapping::Mapping>,
     user: &'a str,
     interrupt: &'static Interrupt,
+}
+
+/// What looking a create's page up by its key found.
+enum Lookup {
+    Found(String),
+    NotThere,
+    /// No key property, no key value in this row, or more than one page with it.
+    CannotTell,
 }
 
 /// One property's value now in Notion against the change: what to do with it.
@@ -463,10 +495,15 @@ impl Pusher<'_, '_> {
         }
     }
 
-    fn verdict(&self, kind: &str, now: &Value, from: &Value, to: &Value) -> Verdict {
-        if value::same(kind, now, to) {
+    /// `ch`: the change of one property (`from`, `to`, and `also`: values wanted in between, one
+    /// of which may be in Notion already).
+    fn verdict(&self, kind: &str, now: &Value, ch: &Value) -> Verdict {
+        let (from, to) = (&ch["from"], &ch["to"]);
+        let ours = |v: &Value| value::same(kind, now, v);
+        let also = ch.get("also").and_then(|a| a.as_array());
+        if ours(to) {
             Verdict::Already
-        } else if value::same(kind, now, from) {
+        } else if ours(from) || also.is_some_and(|a| a.iter().any(ours)) {
             Verdict::Send
         } else {
             Verdict::Conflict(
@@ -497,8 +534,35 @@ impl Pusher<'_, '_> {
         let mut props = Map::new();
         let mut trash = None;
         let mut conflicts = Map::new();
+        // Relations and people of more than 25 items come truncated: read them whole first.
+        let truncated: Vec<(String, String, String)> = current
+            .truncated
+            .iter()
+            .filter(|(n, id, _)| {
+                c.changes.iter().any(|(name, ch)| {
+                    name == n || ch.get("id").and_then(|i| i.as_str()) == Some(id.as_str())
+                })
+            })
+            .cloned()
+            .collect();
+        let mut current = current;
+        for (name, id, kind) in truncated {
+            let read = self
+                .client
+                .property_items(page_id, &id)
+                .map_err(|e| e.to_string())
+                .and_then(|(items, last)| {
+                    model::complete_property_with(&mut current, &name, &kind, &items, last.as_ref())
+                });
+            if let Err(e) = read {
+                return Settled::Retry(Failure {
+                    error: format!("reading all of {name:?} back: {e}"),
+                    ..Default::default()
+                });
+            }
+        }
         for (name, ch) in &c.changes {
-            let (from, to) = (&ch["from"], &ch["to"]);
+            let to = &ch["to"];
             let (kind, now) = if name == "@in_trash" {
                 ("checkbox", Value::Bool(current.in_trash))
             } else {
@@ -513,7 +577,7 @@ impl Pusher<'_, '_> {
                     }
                 }
             };
-            match self.verdict(kind, &now, from, to) {
+            match self.verdict(kind, &now, ch) {
                 Verdict::Already => continue,
                 Verdict::Conflict(v) => {
                     let send = self.reg.conflict == "postgres_wins";
@@ -528,17 +592,8 @@ impl Pusher<'_, '_> {
                 trash = Some(value::canon("checkbox", to) == Value::Bool(true));
                 continue;
             }
-            let key = ch.get("id").and_then(|i| i.as_str()).unwrap_or(name);
-            match value::to_notion(kind, to) {
-                Ok(v) => {
-                    props.insert(key.to_string(), v);
-                }
-                Err(e) => {
-                    return Settled::Failed(Failure {
-                        error: format!("property {name:?}: {e}"),
-                        ..Default::default()
-                    })
-                }
+            if let Err(s) = add_property(&mut props, name, ch, kind, to) {
+                return s;
             }
         }
         let conflicts = (!conflicts.is_empty()).then_some(Value::Object(conflicts));
@@ -602,14 +657,14 @@ impl Pusher<'_, '_> {
         })
     }
 
-    /// The page a lost create made, looked up by the key property (None: not there).
-    fn lookup(&mut self, c: &Change) -> Result<Option<String>, ApiError> {
+    /// The page a lost create made, looked up by the key property.
+    fn lookup(&mut self, c: &Change) -> Result<Lookup, ApiError> {
         let (Some(key), Some(value), Some(source)) = (
             self.reg.key_property.clone(),
             self.key_value(c),
             self.reg.data_source.clone(),
         ) else {
-            return Ok(None);
+            return Ok(Lookup::CannotTell);
         };
         let kind = self
             .reg
@@ -621,11 +676,13 @@ impl Pusher<'_, '_> {
             .to_string();
         let body = json!({"page_size": 2, "filter": {"property": key, kind: {"equals": value}}});
         let found = self.client.query(&source, &body)?;
-        Ok(found
-            .get("results")
-            .and_then(|r| r.as_array())
-            .and_then(|r| r.first())
-            .and_then(answer_id))
+        let results = found.get("results").and_then(|r| r.as_array());
+        Ok(match results.map(|r| r.as_slice()).unwrap_or_default() {
+            [] => Lookup::NotThere,
+            [one] => answer_id(one).map_or(Lookup::CannotTell, Lookup::Found),
+            // The key is not unique: adopting one of them could be the wrong page.
+            _ => Lookup::CannotTell,
+        })
     }
 
     fn create(&mut self, c: &Change) -> Settled {
@@ -636,10 +693,14 @@ impl Pusher<'_, '_> {
             ))
         };
         if c.maybe_sent {
+            // A stop after the id was written into the row, before the change was settled.
+            if let Ok(Some(id)) = self.page_of_row(c) {
+                return self.adopt(c, &id, "created earlier");
+            }
             match self.lookup(c) {
-                Ok(Some(id)) => return self.adopt(c, &id, "found by its key"),
-                Ok(None) if self.reg.key_property.is_some() => {}
-                Ok(None) => return ambiguous(),
+                Ok(Lookup::Found(id)) => return self.adopt(c, &id, "found by its key"),
+                Ok(Lookup::NotThere) => {}
+                Ok(Lookup::CannotTell) => return ambiguous(),
                 Err(e) => return after_error(e),
             }
         }
@@ -655,17 +716,8 @@ impl Pusher<'_, '_> {
                 continue;
             }
             let kind = ch.get("type").and_then(|t| t.as_str()).unwrap_or("");
-            let key = ch.get("id").and_then(|i| i.as_str()).unwrap_or(name);
-            match value::to_notion(kind, &ch["to"]) {
-                Ok(v) => {
-                    props.insert(key.to_string(), v);
-                }
-                Err(e) => {
-                    return Settled::Failed(Failure {
-                        error: format!("property {name:?}: {e}"),
-                        ..Default::default()
-                    })
-                }
+            if let Err(s) = add_property(&mut props, name, ch, kind, &ch["to"]) {
+                return s;
             }
         }
         let body = json!({"parent": parent(self.client, &source), "properties": props});
@@ -681,8 +733,9 @@ impl Pusher<'_, '_> {
             Err(e) if e.not_applied() => after_error(e),
             // A 5xx or a lost answer: the page may exist. Never posted again blindly.
             Err(e) => match self.lookup(c) {
-                Ok(Some(id)) => self.adopt(c, &id, "created (found by its key)"),
-                Ok(None) if self.reg.key_property.is_some() => Settled::Retry(failure(&e)),
+                Ok(Lookup::Found(id)) => self.adopt(c, &id, "created (found by its key)"),
+                // Not there (yet: Notion's index may lag): tried again later, looked for first.
+                Ok(Lookup::NotThere) => Settled::Retry(failure(&e)),
                 _ => ambiguous(),
             },
         }

@@ -158,8 +158,10 @@ def test_mapped_table_update_create_and_delete(wb, fake):
         assert e.value.sqlstate == code, (col, e.value)
 
 
-@pytest.mark.parametrize("policy", ["notion_wins", "postgres_wins", "manual"])
+@pytest.mark.parametrize("policy", ["notion_wins", "postgres_wins", "manual", "manual, resolved for Notion"])
 def test_conflict_under_each_policy(wb, fake, policy):
+    resolution = "notion" if policy.endswith("Notion") else "postgres"
+    policy = policy.split(",")[0]
     enable(wb, policy)
     fake.admin("PATCH", f"pages/{ARIA}", {"properties": {"Role": "Villain"}})  # someone in Notion
     fake.admin("DELETE", "requests")
@@ -183,9 +185,14 @@ def test_conflict_under_each_policy(wb, fake, policy):
         assert status == "conflict" and writes(fake) == [] and view == [("Role", "held")]
         assert wb.execute("SELECT conflicts FROM notion_sync.writeback_status").fetchone()[0] == 1
         cid = wb.execute("SELECT id FROM notion_sync.outbox").fetchone()[0]
-        wb.execute("SELECT notion_sync.resolve_writeback('alice', %s, 'postgres')", (cid,))
+        wb.execute("SELECT notion_sync.resolve_writeback('alice', %s, %s)", (cid, resolution))
         [(status, *_)] = settled(wb)
-        assert status == "done" and prop(fake, ARIA, "Role") == "Mentor"
+        want = "Mentor" if resolution == "postgres" else "Villain"
+        assert status == "done" and prop(fake, ARIA, "Role") == want
+        assert len(writes(fake)) == (1 if resolution == "postgres" else 0)
+        # Either way the row ends as Notion has it.
+        assert wb.execute("SELECT properties->'Role'->>'value' FROM notion_sync.notion_characters_sync"
+                          " WHERE notion_page_id = %s", (ARIA,)).fetchone()[0] == want
 
 
 def test_two_apps_editing_different_properties_merge(wb, fake):
@@ -369,3 +376,37 @@ def test_synchronous_functions_give_notions_error_in_the_statement(wb, fake):
         assert e.value.sqlstate == code, (call, e.value)
     # No outbox for the synchronous writes, and nothing they stored echoes.
     assert wb.execute("SELECT count(*) FROM notion_sync.outbox").fetchone()[0] == 0
+
+
+def test_an_edit_while_a_change_is_in_flight_and_fails_is_folded_in(wb, fake):
+    """Change 1 is on its way and gets a 503; the page was edited again meanwhile (change 2). Change 1
+    is pending again with change 2 folded in: one change, the last value sent, no false conflict."""
+    enable(wb)
+    fake.admin("POST", "config", {"latency_ms": 400})
+    fake.admin("POST", "faults", {"faults": [{"kind": "status", "status": 503, "method": "PATCH", "count": 1}]})
+    fake.admin("DELETE", "requests")
+    wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'First' WHERE notion_page_id = %s", (ARIA,))
+    assert wait_for(lambda: wb.execute("SELECT status = 'in_flight' FROM notion_sync.outbox").fetchone()[0], 10, 0.01)
+    wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'Second' WHERE notion_page_id = %s", (ARIA,))
+    try:
+        [(status, result, error, conflicts, _, edits)] = settled(wb, timeout=60)
+    finally:
+        fake.admin("POST", "config", {"latency_ms": 0})
+    assert status == "done" and conflicts is None and edits == 2, (result, error)
+    assert prop(fake, ARIA, "Name") == "Second"
+
+
+def test_a_key_that_is_not_unique_is_never_adopted(wb, fake):
+    wb.execute(CLIENTS_TABLE)
+    register(wb, CLIENTS_MAP)
+    wb.execute("SELECT * FROM notion_sync.sync_notion_database('alice', %s, NULL, 'full')", (CLIENTS,))
+    enable(wb, db_id=CLIENTS, p_key_property="Name")
+    name = prop(fake, ACME, "Name")
+    fake.admin("POST", "faults", {"faults": [{"kind": "commit_then_drop", "method": "POST", "path": "/v1/pages",
+                                              "count": 1}]})
+    wb.execute("INSERT INTO public.clients (name) VALUES (%s)", (name,))  # a second page with Acme's name
+    [(status, result, *_)] = settled(wb, timeout=60)
+    assert status == "ambiguous", result
+    with pytest.raises(psycopg.Error) as e:
+        wb.execute("SELECT notion_sync.enable_writeback('alice', %s, p_key_property => 'Email')", (CHARS,))
+    assert e.value.sqlstate == "22023"
