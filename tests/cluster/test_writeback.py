@@ -410,3 +410,37 @@ def test_a_key_that_is_not_unique_is_never_adopted(wb, fake):
     with pytest.raises(psycopg.Error) as e:
         wb.execute("SELECT notion_sync.enable_writeback('alice', %s, p_key_property => 'Email')", (CHARS,))
     assert e.value.sqlstate == "22023"
+
+
+def test_long_text_goes_in_pieces_of_2000(wb, fake):
+    enable(wb)
+    text = "Wind and salt. " * 300  # 4,500 characters: Notion takes at most 2,000 a piece
+    fake.admin("DELETE", "requests")
+    wb.execute("UPDATE notion_sync.notion_characters_sync SET description = %s WHERE notion_page_id = %s", (text, ARIA))
+    [(status, result, error, *_)] = settled(wb)
+    assert status == "done", (result, error)
+    [patch] = writes(fake)
+    [pieces] = [v["rich_text"] for v in patch["body"]["properties"].values()]
+    assert [len(p["text"]["content"]) for p in pieces] == [2000, 2000, 500]
+    assert prop(fake, ARIA, "Description") == text
+
+
+def test_notions_refusal_ends_failed_with_its_code_and_request_id(wb, fake):
+    enable(wb)
+    fake.admin("PATCH", f"pages/{ARIA}", {"in_trash": True})  # trashed in Notion meanwhile
+    wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'Too late' WHERE notion_page_id = %s", (ARIA,))
+    [(status, result, error, *_)] = settled(wb)
+    assert status == "failed" and "archived" in error, (result, error)
+    code, request_id = wb.execute("SELECT notion_code, request_id FROM notion_sync.outbox").fetchone()
+    assert code == "validation_error" and request_id
+    assert wb.execute("SELECT failed FROM notion_sync.writeback_status").fetchone()[0] == 1
+
+
+def test_deletes_are_ignored_unless_the_registration_says_trash(wb, fake):
+    wb.execute(CLIENTS_TABLE)
+    register(wb, CLIENTS_MAP)
+    wb.execute("SELECT * FROM notion_sync.sync_notion_database('alice', %s, NULL, 'full')", (CLIENTS,))
+    enable(wb, db_id=CLIENTS)
+    wb.execute("DELETE FROM public.clients WHERE notion_id = %s", (ACME,))
+    assert wb.execute("SELECT count(*) FROM notion_sync.outbox").fetchone()[0] == 0
+    assert notion(fake, "GET", f"/pages/{ACME}")["in_trash"] is False
