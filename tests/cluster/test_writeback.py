@@ -444,3 +444,36 @@ def test_deletes_are_ignored_unless_the_registration_says_trash(wb, fake):
     wb.execute("DELETE FROM public.clients WHERE notion_id = %s", (ACME,))
     assert wb.execute("SELECT count(*) FROM notion_sync.outbox").fetchone()[0] == 0
     assert notion(fake, "GET", f"/pages/{ACME}")["in_trash"] is False
+
+
+def test_a_value_of_ours_already_in_notion_after_a_lost_answer_is_no_conflict(wb, fake):
+    """Change 1 reaches Notion but its answer is a 503 (committed); the page is edited again meanwhile.
+    The folded change starts from the value before change 1: finding change 1's value in Notion is
+    ours, not someone else's, so the last value is sent with no conflict."""
+    enable(wb)
+    fake.admin("POST", "config", {"latency_ms": 400})
+    fake.admin("POST", "faults", {"faults": [{"kind": "commit_then_status", "method": "PATCH", "count": 1}]})
+    wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'First' WHERE notion_page_id = %s", (ARIA,))
+    assert wait_for(lambda: wb.execute("SELECT status = 'in_flight' FROM notion_sync.outbox").fetchone()[0], 10, 0.01)
+    wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'Second' WHERE notion_page_id = %s", (ARIA,))
+    try:
+        [(status, result, error, conflicts, _, edits)] = settled(wb, timeout=60)
+    finally:
+        fake.admin("POST", "config", {"latency_ms": 0})
+    assert status == "done" and conflicts is None and edits == 2, (result, error, conflicts)
+    assert prop(fake, ARIA, "Name") == "Second"
+
+
+def test_a_relation_of_more_than_25_is_read_back_whole(wb, fake):
+    """GET /pages gives 25 of 40 relation items; compared with the stored 40, a partial read-back
+    would look like someone else's edit."""
+    ids = [f"f0000000-0000-4000-8000-{i:012d}" for i in range(40)]
+    fake.admin("PATCH", f"pages/{ARIA}", {"properties": {"World": ids}})
+    wb.execute("SELECT * FROM notion_sync.sync_notion_database('alice', %s, NULL, 'full')", (CHARS,))
+    enable(wb)
+    wb.execute("UPDATE notion_sync.notion_characters_sync SET properties = jsonb_set(properties, '{World,value}',"
+               " %s::jsonb) WHERE notion_page_id = %s", (json.dumps(ids[:30]), ARIA))
+    [(status, result, error, conflicts, *_)] = settled(wb)
+    assert status == "done" and conflicts is None, (result, error, conflicts)
+    items = notion(fake, "GET", f"/pages/{ARIA}/properties/" + notion(fake, "GET", f"/pages/{ARIA}")["properties"]["World"]["id"])
+    assert len(items["results"]) == 30
