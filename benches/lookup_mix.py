@@ -24,7 +24,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 import psycopg  # noqa: E402
-from harness import SYLLABLES, _words  # noqa: E402
+from harness import natural_characters, natural_lookup  # noqa: E402
 
 
 def source(spec):
@@ -68,16 +68,8 @@ def fill(conn, n=100_000):
         characters_table(conn)
     conn.execute("TRUNCATE notion_sync.notion_characters_sync")
     conn.execute("SELECT setseed(0.42)")
-    syl = "(SELECT ARRAY[" + ",".join(f"'{s}'" for s in SYLLABLES) + "] AS s) syl"
-    letter = "translate(substr(md5(g::text), {i}, 1), '0123456789abcdef', '{to}')"
-    cv = ["bcdfghjklmnprstv", "aeiouaeiouaeioua"]
-    name = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(1, 7))
-    surname = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(8, 15))
     for user in ("alice", "bob"):
-        conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
-            (user_id, notion_database_id, notion_page_id, name, description, body)
-            SELECT %s, 'db-c', 'c-' || g, initcap({name}) || ' ' || initcap({surname}), {_words(15)}, {_words(60)}
-              FROM generate_series(1, %s) g, {syl}""", (user, n))
+        natural_characters(conn, user, n)
     conn.execute("VACUUM ANALYZE notion_sync.notion_characters_sync")
 
 
@@ -87,12 +79,7 @@ def names(conn, queries):
     out = []
     for i in range(queries):
         k = rnd.randrange(1, 100_000)
-        name = conn.execute("SELECT name FROM notion_sync.notion_characters_sync WHERE user_id = 'alice' "
-                            "AND notion_page_id = %s", (f"c-{k}",)).fetchone()[0]
-        first, last = name.split()
-        j = rnd.randrange(1, len(last) - 1)
-        out.append([("exact", name.lower()), ("prefix", first[:4].lower()), ("substring", last[1:5].lower()),
-                    ("typo", f"{first} {last[:j]}{'x' if last[j] != 'x' else 'y'}{last[j + 1:]}")][i % 4][::-1])
+        out.append(natural_lookup(conn, k, rnd, i)[::-1])
     return out
 
 

@@ -847,6 +847,12 @@ BEGIN
 END
 $$;
 
+-- The name of the write-back trigger enable_writeback puts on a table of the user's own (one per
+-- registration: two registrations may write one table).
+CREATE FUNCTION notion_sync._writeback_trigger(p_user_id text, p_database_id text)
+RETURNS name LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ('notion_sync_writeback_' || left(md5(p_user_id || '/' || p_database_id), 12))::name $$;
+
 -- Opts a registered database in. Reads its schema from Notion (one or two requests), which sets
 -- what is writable; a table of the user's own gets the trigger notion_sync_writeback.
 CREATE FUNCTION notion_sync.enable_writeback(
@@ -898,7 +904,7 @@ BEGIN
     END IF;
     EXECUTE format('CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW '
                    'WHEN (NOT notion_sync._applying()) EXECUTE FUNCTION notion_sync._queue_mapped_row(%L, %L)',
-                   'notion_sync_writeback_' || left(md5(p_user_id || '/' || v_id), 12), d.target_table, p_user_id, v_id);
+                   notion_sync._writeback_trigger(p_user_id, v_id), d.target_table, p_user_id, v_id);
   ELSE
     SELECT string_agg(c, ', ') INTO v_bad FROM unnest(p_columns) c
      WHERE NOT (v_schema -> 'properties' ? c OR c IN ('name', 'title', 'description', 'content', 'transcript', 'in_trash'));
@@ -949,7 +955,7 @@ BEGIN
   SELECT target_table INTO v_table FROM notion_sync.databases
    WHERE user_id = p_user_id AND database_id = v_id AND target_columns IS NOT NULL;
   IF v_table IS NOT NULL AND to_regclass(v_table) IS NOT NULL THEN
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'notion_sync_writeback_' || left(md5(p_user_id || '/' || v_id), 12), v_table);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', notion_sync._writeback_trigger(p_user_id, v_id), v_table);
   END IF;
   UPDATE notion_sync.outbox SET status = 'cancelled', result = 'write-back disabled', done_at = clock_timestamp()
    WHERE user_id = p_user_id AND database_id = v_id AND status IN ('pending', 'conflict', 'halted', 'ambiguous', 'failed');

@@ -606,23 +606,14 @@ fn trash_one(m: Option<&Mapping>, user: &str, id: &str) -> Result<i64> {
 /// column still empty), with the registering role's privileges. Returns the rows written.
 pub fn set_page_id(m: &Mapping, key: &Value, page_id: &str) -> Result<i64> {
     let id = &m.columns[m.id_col];
-    let cols = super::outbox::key_columns(key);
-    let list = |p: &str| {
-        cols.iter()
-            .map(|c| format!("{p}.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let sql = format!(
         "WITH u AS (UPDATE {table} t SET {idc} = $2::{ty}
-                      FROM jsonb_populate_record(NULL::{table}, $1) k
-                     WHERE ({tc}) = ({kc}) AND t.{idc} IS NULL RETURNING 1)
+                      FROM {row} AND t.{idc} IS NULL RETURNING 1)
          SELECT count(*) FROM u",
         table = m.table,
         idc = ident(&id.name),
         ty = id.sql_type,
-        tc = list("t"),
-        kc = list("k"),
+        row = super::outbox::key_match(&m.table, key),
     );
     let key = JsonB(key.clone());
     as_role(m.role, || {

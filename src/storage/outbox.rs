@@ -278,12 +278,10 @@ pub fn settle(c: &Change, s: &Settled, requests: i64) -> Result<()> {
 /// The page id a mapped row holds now (its create may have been pushed since the change was
 /// queued), found by the row's primary key.
 pub fn page_of_row(table: &str, id_col: &str, key: &Value) -> Result<Option<String>> {
-    let cols = key_columns(key);
     let sql = format!(
-        "SELECT t.{id}::text FROM {table} t, jsonb_populate_record(NULL::{table}, $1) k WHERE ({tc}) = ({kc})",
+        "SELECT t.{id}::text FROM {table} t, {row}",
         id = super::mapped::ident(id_col),
-        tc = cols.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
-        kc = cols.iter().map(|c| format!("k.{c}")).collect::<Vec<_>>().join(", "),
+        row = key_match(table, key),
     );
     Ok(Spi::get_one_with_args::<String>(
         &sql,
@@ -291,11 +289,24 @@ pub fn page_of_row(table: &str, id_col: &str, key: &Value) -> Result<Option<Stri
     )?)
 }
 
-/// The quoted key columns of a `row_key`.
-pub fn key_columns(key: &Value) -> Vec<String> {
-    key.as_object()
+/// `jsonb_populate_record(NULL::table, $1) k WHERE (t.a, ...) = (k.a, ...)`: the row of `table`
+/// (aliased `t`) whose primary key is `key` (a `row_key`, bound as $1), typed by the table itself.
+pub fn key_match(table: &str, key: &Value) -> String {
+    let cols: Vec<String> = key
+        .as_object()
         .map(|m| m.keys().map(|k| super::mapped::ident(k)).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let list = |p: &str| {
+        cols.iter()
+            .map(|c| format!("{p}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "jsonb_populate_record(NULL::{table}, $1) k WHERE ({}) = ({})",
+        list("t"),
+        list("k")
+    )
 }
 
 /// What one push of a database did, as a run in `sync_runs` (mode and trigger `writeback`).

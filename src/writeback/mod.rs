@@ -322,13 +322,12 @@ fn push_database(user: &str, db: &str, changes: &[Change], interrupt: &'static I
                 error: e.to_string(),
                 ..Default::default()
             };
+            // Without a token nothing will work until the user sets one; anything else may pass.
+            let s = match e {
+                SyncError::MissingToken(_) | SyncError::BadToken(_) => Settled::Failed(f),
+                _ => Settled::Retry(f),
+            };
             for c in changes {
-                let s = match e {
-                    SyncError::MissingToken(_) | SyncError::BadToken(_) => {
-                        Settled::Failed(f.clone())
-                    }
-                    _ => Settled::Retry(f.clone()),
-                };
                 Txn::PerBatch
                     .run(|| outbox::settle(c, &s, 0))
                     .unwrap_or_else(|e| {

@@ -201,6 +201,37 @@ def _words(k):
             f"(SELECT floor(50 * exp(random() * ln(160)))::int AS r FROM generate_series(1, {k} + 0 * g)) x)")
 
 
+def syllables_sql():
+    """The FROM item that puts the syllables in scope as `s` (for _words)."""
+    return "(SELECT ARRAY[" + ",".join(f"'{s}'" for s in SYLLABLES) + "] AS s) syl"
+
+
+def natural_characters(conn, user, n):
+    """n characters of the natural corpus for `user` (c-1 .. c-n): names of consonants and vowels
+    from md5 of the row, a first name of 6 letters and a surname of 7, nearly no full name twice,
+    trigrams as varied as real names'; descriptions of 15 words and bodies of 60."""
+    letter = "translate(substr(md5(g::text), {i}, 1), '0123456789abcdef', '{to}')"
+    cv = ["bcdfghjklmnprstv", "aeiouaeiouaeioua"]
+    name = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(1, 7))
+    surname = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(8, 15))
+    conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
+        (user_id, notion_database_id, notion_page_id, name, description, body)
+        SELECT %s, 'db-c', 'c-' || g, initcap({name}) || ' ' || initcap({surname}), {_words(15)}, {_words(60)}
+          FROM generate_series(1, %s) g, {syllables_sql()}""", (user, n))
+
+
+def natural_lookup(conn, k, rnd, i):
+    """The i-th lookup of the natural mix, from alice's character c-k: (kind, name), kinds in turn
+    exact, prefix (the first name's first 4 letters), substring (4 letters inside the surname) and a
+    one-letter typo."""
+    name = conn.execute("SELECT name FROM notion_sync.notion_characters_sync WHERE user_id = 'alice' "
+                        "AND notion_page_id = %s", (f"c-{k}",)).fetchone()[0]
+    first, last = name.split()
+    j = rnd.randrange(1, len(last) - 1)
+    return [("exact", name.lower()), ("prefix", first[:4].lower()), ("substring", last[1:5].lower()),
+            ("typo", f"{first} {last[:j]}{'x' if last[j] != 'x' else 'y'}{last[j + 1:]}")][i % 4]
+
+
 def fill_read_path(conn, n=100_000, corpus="narrow", page_users=()):
     """n characters and n generic pages for 'alice' (plus as many for 'bob', and n pages for each of
     `page_users`), written directly: the read path's plans and timings at scale without syncing them
@@ -212,19 +243,10 @@ def fill_read_path(conn, n=100_000, corpus="narrow", page_users=()):
     rows, as a middle-frequency English word is."""
     if corpus == "natural":
         conn.execute("SELECT setseed(0.42)")
-        syl = "(SELECT ARRAY[" + ",".join(f"'{s}'" for s in SYLLABLES) + "] AS s) syl"
-        # Names of consonants and vowels from md5 of the row: a first name of 6 letters and a
-        # surname of 7, nearly no full name twice, trigrams as varied as real names'.
-        letter = "translate(substr(md5(g::text), {i}, 1), '0123456789abcdef', '{to}')"
-        cv = ["bcdfghjklmnprstv", "aeiouaeiouaeioua"]
-        name = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(1, 7))
-        surname = " || ".join(letter.format(i=i, to=cv[i % 2]) for i in range(8, 15))
+        syl = syllables_sql()
         for user in ("alice", "bob", *page_users):
             if user in ("alice", "bob"):
-                conn.execute(f"""INSERT INTO notion_sync.notion_characters_sync
-                    (user_id, notion_database_id, notion_page_id, name, description, body)
-                    SELECT %s, 'db-c', 'c-' || g, initcap({name}) || ' ' || initcap({surname}), {_words(15)}, {_words(60)}
-                      FROM generate_series(1, %s) g, {syl}""", (user, n))
+                natural_characters(conn, user, n)
             conn.execute(f"""INSERT INTO notion_sync.notion_pages_sync
                 (user_id, notion_database_id, notion_page_id, title, description, body)
                 SELECT %s, 'db-p', 'p-' || g, initcap({_words(4)}), {_words(15)}, {_words(60)}
@@ -258,13 +280,7 @@ def _queries(conn, queries, corpus, rnd):
             title = conn.execute("SELECT title FROM notion_sync.notion_pages_sync WHERE user_id = 'alice' "
                                  "AND notion_page_id = %s", (f"p-{k}",)).fetchone()[0].lower().split()
             a, b = title[0], next((w for w in title[1:] if w != title[0]), title[-1])
-            name = conn.execute("SELECT name FROM notion_sync.notion_characters_sync WHERE user_id = 'alice' "
-                                "AND notion_page_id = %s", (f"c-{k}",)).fetchone()[0]
-            first, last = name.split()
-            j = rnd.randrange(1, len(last) - 1)
-            kind, name = [("exact", name.lower()), ("prefix", first[:4].lower()),
-                          ("substring", last[1:5].lower()),
-                          ("typo", f"{first} {last[:j]}{'x' if last[j] != 'x' else 'y'}{last[j + 1:]}")][i % 4]
+            kind, name = natural_lookup(conn, k, rnd, i)
         else:
             a, b = rnd.sample(WORDS, 2)
             kind, name = [("prefix", f"{a} {i:x}"), ("prefix", a[:4]), ("typo", f"{a[:-1]}x")][i % 3]

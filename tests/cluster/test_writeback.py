@@ -378,20 +378,26 @@ def test_synchronous_functions_give_notions_error_in_the_statement(wb, fake):
     assert wb.execute("SELECT count(*) FROM notion_sync.outbox").fetchone()[0] == 0
 
 
-def test_an_edit_while_a_change_is_in_flight_and_fails_is_folded_in(wb, fake):
-    """Change 1 is on its way and gets a 503; the page was edited again meanwhile (change 2). Change 1
-    is pending again with change 2 folded in: one change, the last value sent, no false conflict."""
+def edit_during_a_failed_flight(wb, fake, fault):
+    """Names ARIA 'First', then 'Second' while the first change is on its way (400 ms a response)
+    and its PATCH meets `fault`; returns the one change as settled."""
     enable(wb)
     fake.admin("POST", "config", {"latency_ms": 400})
-    fake.admin("POST", "faults", {"faults": [{"kind": "status", "status": 503, "method": "PATCH", "count": 1}]})
-    fake.admin("DELETE", "requests")
+    fake.admin("POST", "faults", {"faults": [{**fault, "method": "PATCH", "count": 1}]})
     wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'First' WHERE notion_page_id = %s", (ARIA,))
     assert wait_for(lambda: wb.execute("SELECT status = 'in_flight' FROM notion_sync.outbox").fetchone()[0], 10, 0.01)
     wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'Second' WHERE notion_page_id = %s", (ARIA,))
     try:
-        [(status, result, error, conflicts, _, edits)] = settled(wb, timeout=60)
+        [row] = settled(wb, timeout=60)
     finally:
         fake.admin("POST", "config", {"latency_ms": 0})
+    return row
+
+
+def test_an_edit_while_a_change_is_in_flight_and_fails_is_folded_in(wb, fake):
+    """Change 1 is on its way and gets a 503; the page was edited again meanwhile (change 2). Change 1
+    is pending again with change 2 folded in: one change, the last value sent, no false conflict."""
+    status, result, error, conflicts, _, edits = edit_during_a_failed_flight(wb, fake, {"kind": "status", "status": 503})
     assert status == "done" and conflicts is None and edits == 2, (result, error)
     assert prop(fake, ARIA, "Name") == "Second"
 
@@ -450,16 +456,7 @@ def test_a_value_of_ours_already_in_notion_after_a_lost_answer_is_no_conflict(wb
     """Change 1 reaches Notion but its answer is a 503 (committed); the page is edited again meanwhile.
     The folded change starts from the value before change 1: finding change 1's value in Notion is
     ours, not someone else's, so the last value is sent with no conflict."""
-    enable(wb)
-    fake.admin("POST", "config", {"latency_ms": 400})
-    fake.admin("POST", "faults", {"faults": [{"kind": "commit_then_status", "method": "PATCH", "count": 1}]})
-    wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'First' WHERE notion_page_id = %s", (ARIA,))
-    assert wait_for(lambda: wb.execute("SELECT status = 'in_flight' FROM notion_sync.outbox").fetchone()[0], 10, 0.01)
-    wb.execute("UPDATE notion_sync.notion_characters_sync SET name = 'Second' WHERE notion_page_id = %s", (ARIA,))
-    try:
-        [(status, result, error, conflicts, _, edits)] = settled(wb, timeout=60)
-    finally:
-        fake.admin("POST", "config", {"latency_ms": 0})
+    status, result, error, conflicts, _, edits = edit_during_a_failed_flight(wb, fake, {"kind": "commit_then_status"})
     assert status == "done" and conflicts is None and edits == 2, (result, error, conflicts)
     assert prop(fake, ARIA, "Name") == "Second"
 
